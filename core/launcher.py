@@ -1,0 +1,95 @@
+"""The Launcher interface: options -> pure plan -> launch.
+
+``plan()`` is pure (no subprocess, no I/O, no mutation) and returns a frozen :class:`Plan`
+whose ``render()`` is what ``--dry-run`` prints. ``launch()`` executes it.
+Scheduler launchers (slurm, docker) also answer ``status``/``logs``/``cancel`` for their jobs.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+
+if TYPE_CHECKING:
+    from tx.core.jobspec import JobSpec
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """For launchers without options."""
+
+
+class Plan:
+    """A frozen description of what launch() will do. Subclasses are frozen dataclasses."""
+
+    def render(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ProcessPlan(Plan):
+    """Start one command (which starts the workers) and wait for it."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def render(self) -> str:
+        lines = [f"# {note}" for note in self.notes]
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env)
+        cmd = " ".join(shlex.quote(a) for a in self.argv)
+        prefix = f"cd {shlex.quote(self.cwd)} && " if self.cwd else ""
+        lines.append(prefix + (f"{env} " if env else "") + cmd)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What `tx status` shows for one scheduled job."""
+
+    job_id: str
+    state: str  # PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, ...
+    elapsed: str = ""
+    nodes: str = ""
+    restarts: int = 0
+    exit_code: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Launcher:
+    """Base class for launcher plugins; register an instance in ``tx_register_launchers``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: a frozen dataclass; each field becomes a kebab-case flag (`nproc_per_node` -> `--nproc-per-node`)
+    options: ClassVar[type] = NoOptions
+    #: True for launchers that hand the job to a scheduler and return (slurm, docker)
+    scheduler: ClassVar[bool] = False
+
+    def unavailable_reason(self) -> str | None:
+        """Why this launcher cannot run here (for `tx env`), or None. Must be cheap."""
+        return None
+
+    def validate(self, job: JobSpec, options: Any) -> None:
+        """Checks before launch that need the job and the options; raise ConfigError."""
+
+    def plan(self, job: JobSpec, options: Any, job_file: Path) -> Plan:
+        """Pure: turn the job and options into a frozen Plan."""
+        raise NotImplementedError
+
+    def launch(self, plan: Plan) -> int:
+        """Execute the plan; return the exit code (schedulers: 0 once submitted)."""
+        raise NotImplementedError
+
+    # Scheduler launchers only -------------------------------------------------------------
+    def status(self, record: dict[str, Any]) -> JobStatus:
+        raise NotImplementedError
+
+    def logs(self, record: dict[str, Any], follow: bool = False) -> Iterator[str]:
+        raise NotImplementedError
+
+    def cancel(self, record: dict[str, Any]) -> str:
+        raise NotImplementedError

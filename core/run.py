@@ -1,0 +1,229 @@
+"""`tx run`: resolve one job spec, validate it, write it, plan, launch.
+
+Everything before ``launch`` is fast and side-effect free apart from writing the job file, so
+a typo fails in a second instead of after hours in a queue.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tx.core import hfargs, jobspec, options as launcher_options
+from tx.core.checkpoints import check_output_dir
+from tx.core.configfile import load_config
+from tx.core.errors import ConfigError
+from tx.core.jobspec import JobSpec
+from tx.core.launcher import Launcher, Plan
+from tx.core.plugins import Plugins
+from tx.core.task import RunArgs, Task
+
+DEFAULT_LAUNCHER = "local"
+# HF arguments holding local paths: made absolute so the job runs the same from anywhere.
+PATH_ARGS = ("output_dir", "train_file", "validation_file", "test_file", "resume_from_checkpoint",
+             "logging_dir", "cache_dir")
+MAYBE_PATH_ARGS = ("model_name_or_path", "config_name", "tokenizer_name", "deepspeed")
+
+
+@dataclass
+class RunFlags:
+    """tx's own flags of `tx run` (everything else belongs to the launcher or to HF)."""
+
+    task: str | None = None
+    launcher: str | None = None
+    config: str | None = None
+    from_job: str | None = None
+    dry_run: bool = False
+    help: bool = False
+    rest: list[str] = field(default_factory=list)
+
+
+_VALUE_FLAGS = {"--launcher": "launcher", "--config": "config", "--from": "from_job"}
+
+
+def split_tx_flags(argv: list[str]) -> RunFlags:
+    """Pure: pick tx's flags and the task name out of the raw `tx run` arguments."""
+    flags = RunFlags()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        key, eq, inline = arg.partition("=")
+        if key in _VALUE_FLAGS:
+            if eq:
+                value = inline
+                i += 1
+            elif i + 1 < len(argv):
+                value = argv[i + 1]
+                i += 2
+            else:
+                raise ConfigError(f"{key} needs a value")
+            setattr(flags, _VALUE_FLAGS[key], value)
+            continue
+        if arg == "--dry-run":
+            flags.dry_run = True
+        elif arg in ("--help", "-h"):
+            flags.help = True
+        elif flags.task is None and not arg.startswith("-") and not flags.rest:
+            flags.task = arg
+        else:
+            flags.rest.append(arg)
+        i += 1
+    # HF scripts accept one .json file as their only argument: treat it as --config
+    if flags.config is None and len(flags.rest) == 1 and flags.rest[0].endswith((".json", ".yaml", ".yml")) \
+            and not flags.rest[0].startswith("-"):
+        flags.config = flags.rest.pop()
+    return flags
+
+
+def given_keys(argv: list[str]) -> set[str]:
+    """Names of the HF flags present on a command line (`--x`, `--x=1`, `--no_x`)."""
+    keys = set()
+    for arg in argv:
+        if arg.startswith("--") and len(arg) > 2:
+            name = arg[2:].split("=", 1)[0]
+            keys.add(name)
+            if name.startswith("no_"):
+                keys.add(name[3:])
+    return keys
+
+
+def absolutize(values: dict[str, Any], cwd: Path) -> dict[str, Any]:
+    """Pure: local paths in the HF arguments made absolute against ``cwd``."""
+    out = dict(values)
+    for key in PATH_ARGS:
+        if isinstance(out.get(key), str) and out[key]:
+            out[key] = str((cwd / Path(out[key]).expanduser()).resolve())
+    for key in MAYBE_PATH_ARGS:
+        value = out.get(key)
+        if isinstance(value, str) and value and not value.startswith("tx-builtin:"):
+            candidate = cwd / Path(value).expanduser()
+            if value.startswith((".", "/", "~")) or candidate.exists():
+                out[key] = str(candidate.resolve())
+    return out
+
+
+@dataclass
+class Resolved:
+    job: JobSpec
+    task: Task
+    launcher: Launcher
+    options: Any
+    run_args: RunArgs
+    secrets: dict[str, str]
+
+
+def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resolved:
+    """Task defaults < --config file (or --from job) < command line, validated."""
+    cwd = cwd or Path.cwd()
+    config: dict[str, Any] = {}
+    saved_options: dict[str, Any] = {}
+    task_name = flags.task
+    launcher_name = flags.launcher
+    extra_plugins: tuple[str, ...] = ()
+    if flags.from_job:
+        prior = jobspec.read(flags.from_job)
+        if task_name and task_name != prior.task:
+            raise ConfigError(f"--from {flags.from_job} is a {prior.task!r} job, not {task_name!r}")
+        task_name = prior.task
+        launcher_name = launcher_name or prior.launcher
+        if launcher_name == prior.launcher:
+            saved_options = dict(prior.launcher_options)
+        config = dict(prior.args)
+        extra_plugins = prior.plugins
+    elif flags.config:
+        config = load_config(flags.config)
+        launcher_name = launcher_name or config.pop("launcher", None)
+        saved_options = {str(k).replace("-", "_"): v for k, v in (config.pop("launcher_options", None) or {}).items()}
+        config.pop("plugins", None)
+    if not task_name:
+        raise ConfigError("no task given", hint=f"usage: tx run TASK [flags]; tasks: {', '.join(plugins.tasks.names())}")
+
+    task = plugins.tasks.get(task_name)
+    launcher = plugins.launchers.get(launcher_name or DEFAULT_LAUNCHER)
+    option_values, hf_argv = launcher_options.split_options(launcher.options, flags.rest)
+    opts = launcher_options.build_options(launcher.options, {**saved_options, **option_values})
+
+    if flags.from_job:
+        base = config
+    else:
+        base = {**task.default_args(given_keys(hf_argv) | set(config)), **config}
+    parsed = hfargs.parse(task, hf_argv, base=base)
+    secrets = dict(parsed.secrets)
+    values = absolutize(parsed.values, cwd)
+    if values != parsed.values:
+        parsed = hfargs.parse(task, [], base=values)
+    validate_common(parsed.run_args)
+    task.validate(parsed.run_args)
+
+    job = JobSpec(
+        task=task.name,
+        launcher=launcher.name,
+        args=jobspec.scrub(parsed.values),
+        launcher_options=launcher_options.to_dict(opts),
+        plugins=tuple(extra_plugins) + tuple(plugins_from_env()),
+        job_id=jobspec.new_job_id(task.name),
+        created=_now(),
+    )
+    launcher.validate(job, opts)
+    return Resolved(job=job, task=task, launcher=launcher, options=opts, run_args=parsed.run_args, secrets=secrets)
+
+
+def plugins_from_env() -> list[str]:
+    from tx.core.plugins import EXTRA_PLUGINS_ENV
+
+    return [m.strip() for m in os.environ.get(EXTRA_PLUGINS_ENV, "").split(",") if m.strip()]
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def validate_common(args: RunArgs) -> None:
+    """Checks every task needs: something to do, output dir rules, writable, some disk space."""
+    training = args.training
+    if not (training.do_train or training.do_eval or training.do_predict):
+        raise ConfigError("nothing to do", hint="pass --do_train, --do_eval and/or --do_predict")
+    if getattr(training, "fp16", False) and getattr(training, "bf16", False):
+        raise ConfigError("--fp16 and --bf16 cannot be used together", hint="pick one")
+    output_dir = Path(training.output_dir)
+    check_output_dir(
+        output_dir,
+        do_train=training.do_train,
+        overwrite=args.tx.overwrite_output_dir,
+        resume_from_checkpoint=training.resume_from_checkpoint,
+    )
+    check_writable(output_dir)
+
+
+def check_writable(output_dir: Path, min_free_mb: int = 50) -> None:
+    existing = output_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create output_dir {str(output_dir)!r}: {str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"output_dir {str(output_dir)!r} is not writable", hint="choose another --output_dir or fix permissions")
+    free_mb = shutil.disk_usage(existing).free // (1024 * 1024)
+    if free_mb < min_free_mb:
+        raise ConfigError(
+            f"only {free_mb} MB free where output_dir {str(output_dir)!r} lives",
+            hint="free some space or choose another --output_dir",
+        )
+
+
+def plan(resolved: Resolved) -> Plan:
+    return resolved.launcher.plan(resolved.job, resolved.options, resolved.job.job_file)
+
+
+def launch(resolved: Resolved, the_plan: Plan) -> int:
+    """Write the job file, hand secrets to the children's environment, run the plan."""
+    jobspec.write(resolved.job)
+    token = resolved.secrets.get("token") or resolved.secrets.get("hub_token")
+    if token:
+        os.environ["HF_TOKEN"] = token  # inherited by the workers, never written anywhere
+    return resolved.launcher.launch(the_plan)

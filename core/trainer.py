@@ -1,0 +1,144 @@
+"""The shared Trainer core: one run of any task, with the HF example scripts' semantics and
+outputs (train/eval/predict results, trainer_state.json, saved model, model card)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tx.core import hfargs
+from tx.core.builtin_models import is_builtin
+from tx.core.checkpoints import check_output_dir
+from tx.core.errors import Interrupted
+from tx.core.interrupt import StopFlag, make_callback
+from tx.core.jobspec import JobSpec
+from tx.core.plugins import Plugins
+from tx.core.task import RunContext, Task
+
+logger = logging.getLogger("tx")
+
+
+def _setup_logging(training: Any) -> None:
+    import datasets
+    import transformers
+
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = training.get_process_log_level()
+    if training.should_log and training.log_level == "passive":
+        level = logging.WARNING  # the bar and tx's summary say what matters; --log_level info for more
+    logger.setLevel(logging.INFO if training.should_log else level)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+
+
+def run(task: Task, job: JobSpec, plugins: Plugins) -> dict[str, Any]:
+    """Train/evaluate/predict as the job says; return all metrics. Raises TxError subclasses."""
+    started = time.monotonic()
+    parsed = hfargs.parse(task, [], base=job.args)
+    args = parsed.run_args
+    training, txargs = args.training, args.tx
+    if txargs.logging_dir:
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", txargs.logging_dir)
+    _setup_logging(training)
+
+    output_dir = Path(training.output_dir)
+    last = check_output_dir(
+        output_dir,
+        do_train=training.do_train,
+        overwrite=txargs.overwrite_output_dir,
+        resume_from_checkpoint=training.resume_from_checkpoint,
+    )
+    from transformers import Seq2SeqTrainer, Trainer, set_seed
+
+    set_seed(training.seed)
+    parts = task.build(RunContext(args=args, job=job, last_checkpoint=str(last) if last else None))
+
+    flag = StopFlag()
+    callbacks = list(plugins.trainer_callbacks(job=job))
+    if txargs.save_on_interrupt:
+        flag.install()
+        callbacks.append(make_callback(flag))
+    seq2seq = task.training_arguments == "seq2seq"
+    trainer_cls = Seq2SeqTrainer if seq2seq else Trainer
+    trainer = trainer_cls(
+        model=parts.model,
+        args=training,
+        train_dataset=parts.train_dataset,
+        eval_dataset=parts.eval_dataset,
+        processing_class=parts.tokenizer,
+        data_collator=parts.data_collator,
+        compute_metrics=parts.compute_metrics,
+        preprocess_logits_for_metrics=parts.preprocess_logits_for_metrics,
+        callbacks=callbacks or None,
+    )
+    gen = parts.generation_kwargs if seq2seq else {}
+    results: dict[str, Any] = {}
+
+    if training.do_train:
+        checkpoint = training.resume_from_checkpoint or (str(last) if last else None)
+        if checkpoint and trainer.is_world_process_zero():
+            logger.info("resuming from %s", checkpoint)
+        outcome = trainer.train(resume_from_checkpoint=checkpoint)
+        if getattr(trainer.state, "tx_interrupted", False):
+            raise Interrupted(
+                f"training stopped by signal {flag.signum} at step {trainer.state.global_step}; "
+                f"checkpoint saved in {output_dir}",
+                hint="run the same command again to resume",
+            )
+        trainer.save_model()
+        metrics = dict(outcome.metrics)
+        metrics["train_samples"] = len(parts.train_dataset)
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        results.update({f"train_{k}" if not k.startswith("train_") else k: v for k, v in metrics.items()})
+
+    if training.do_eval:
+        metrics = trainer.evaluate(metric_key_prefix="eval", **gen)
+        metrics["eval_samples"] = len(parts.eval_dataset)
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        results.update(metrics)
+
+    if training.do_predict:
+        output = trainer.predict(parts.predict_dataset, metric_key_prefix="predict", **gen)
+        metrics = dict(output.metrics)
+        metrics["predict_samples"] = len(parts.predict_dataset)
+        trainer.log_metrics("predict", metrics)
+        trainer.save_metrics("predict", metrics)
+        results.update(metrics)
+        if trainer.is_world_process_zero() and parts.write_predictions is not None:
+            parts.write_predictions(output, output_dir)
+
+    if trainer.is_world_process_zero():
+        name = args.model.model_name_or_path
+        card = {k: v for k, v in parts.card.items() if v}
+        if not is_builtin(name):
+            card.setdefault("finetuned_from", name)
+        try:
+            trainer.create_model_card(**card)
+        except Exception as exc:  # a model card must never fail a finished run
+            logger.warning("could not write the model card: %s", exc)
+        print_summary(output_dir, results, time.monotonic() - started)
+    return results
+
+
+def print_summary(output_dir: Path, results: dict[str, Any], seconds: float) -> None:
+    keys = [k for k in results if k.endswith(("_loss", "rougeL", "bleu", "accuracy", "f1", "mse", "combined_score"))
+            and not k.endswith("_runtime")]
+    minutes, secs = divmod(int(seconds), 60)
+    lines = [f"\ntx: finished in {minutes}m{secs:02d}s. Outputs in {output_dir}"]
+    if keys:
+        lines.append("  " + " | ".join(f"{k} {results[k]:.4g}" for k in keys if isinstance(results[k], (int, float))))
+    for name in ("all_results.json", "generated_predictions.txt", "predict_results.txt"):
+        if (output_dir / name).exists():
+            lines.append(f"  {name}: {output_dir / name}")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,1 @@
+"""Built-in launcher plugins (registered through the ``tx`` entry-point group like any other)."""
