@@ -127,6 +127,11 @@ def run_cmd(ctx: typer.Context) -> None:
         raise typer.Exit(code)
 
 
+from tx.core import cli_jobs  # noqa: E402  (commands defined in their own modules)
+
+cli_jobs.register(app)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one line for user errors, never a traceback."""
     try:

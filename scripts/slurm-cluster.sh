@@ -83,26 +83,49 @@ stop_daemon() {
     rm -f "$DIR/run/$name.pid"
 }
 
-# Our slurmstepd processes (found by the marker in their environment) and all their
-# descendants (batch scripts, srun, user programs), children listed after parents.
-stepd_tree() {
-    local p roots=() all=() ppid
-    local -A kids=()
+# Processes left over from jobs, children listed after parents: our slurmstepds (found by
+# the marker in their environment) and everything below them, plus job processes that left
+# that tree (proctrack/linuxproc loses a child whose parent exited first), found by
+# SLURM_JOB_ID and our SLURM_CONF in their environment. This shell's ancestors are spared.
+job_procs() {
+    local p kv comm stat rest ppid is_root is_job has_conf
+    local roots=() all=() queue=()
+    local -A kids=() spare=() seen=()
     for p in /proc/[0-9]*; do
         p=${p#/proc/}
-        if [[ $(cat "/proc/$p/comm" 2>/dev/null) == slurmstepd ]] &&
-            tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qxF "$MARKER"; then
+        read -r stat 2>/dev/null <"/proc/$p/stat" || continue
+        rest=${stat##*) } # "S PPID ...": the comm field before ") " may contain spaces
+        ppid=${rest#* }
+        ppid=${ppid%% *}
+        kids[$ppid]+=" $p"
+        read -r comm 2>/dev/null <"/proc/$p/comm" || continue
+        is_root='' is_job='' has_conf=''
+        while IFS= read -r -d '' kv; do
+            case $kv in
+            "$MARKER") is_root=1 ;;
+            SLURM_JOB_ID=*) is_job=1 ;;
+            "SLURM_CONF=$CONF") has_conf=1 ;;
+            esac
+        done 2>/dev/null <"/proc/$p/environ" || true
+        if [[ ($comm == slurmstepd && -n $is_root) || (-n $is_job && -n $has_conf) ]]; then
             roots+=("$p")
         fi
-        # field 4 of /proc/PID/stat is the ppid (comm, field 2, may contain spaces)
-        ppid=$(sed -E 's/^.*\) [A-Za-z] ([0-9]+) .*$/\1/' "/proc/$p/stat" 2>/dev/null) || continue
-        [[ -n $ppid ]] && kids[$ppid]+=" $p"
     done
-    local queue=("${roots[@]}")
+    p=$BASHPID
+    while [[ -n $p && $p != 0 ]]; do
+        spare[$p]=1
+        read -r stat 2>/dev/null <"/proc/$p/stat" || break
+        rest=${stat##*) }
+        p=${rest#* }
+        p=${p%% *}
+    done
+    queue=("${roots[@]}")
     while ((${#queue[@]})); do
         p=${queue[0]}
         queue=("${queue[@]:1}")
-        all+=("$p")
+        [[ -n ${seen[$p]:-} ]] && continue
+        seen[$p]=1
+        [[ -n ${spare[$p]:-} ]] || all+=("$p")
         # shellcheck disable=SC2206
         [[ -n ${kids[$p]:-} ]] && queue+=(${kids[$p]})
     done
@@ -131,8 +154,8 @@ show_logs() {
     fi
     for f in "$DIR"/log/munged.log "$DIR"/log/slurmctld.log "$DIR"/log/slurmd.log "$DIR"/log/*.out; do
         [[ -s $f ]] || continue
-        log "---- tail -n 40 $f ----"
-        tail -n 40 "$f" >&2
+        log "---- tail -n 25 $f ----"
+        tail -n 25 "$f" >&2
     done
 }
 
@@ -265,7 +288,7 @@ port_in_use() { # only used for a clearer message when a daemon does not come up
 }
 
 start_all() {
-    local n state
+    local n state resumed=
     # munged: private key and socket, so a system munged (if any) does not interfere.
     launch munged munged --force \
         --key-file="$DIR/munge/munge.key" --socket="$MUNGE_SOCK" \
@@ -298,6 +321,12 @@ start_all() {
     while :; do
         state=$(node_state)
         [[ $state =~ ^(idle|mixed|allocated)$ ]] && break
+        if [[ $state =~ ^(drained|draining|down|fail|failing)$ && -z ${resumed:-} ]]; then
+            # DRAIN/DOWN survives restarts in the saved state; this is a test cluster: resume.
+            log "node $NODE is $state; resuming it"
+            timeout 10 scontrol update NodeName="$NODE" State=RESUME >&2 || true
+            resumed=1
+        fi
         ((n-- > 0)) || fail "node $NODE is '$state', not idle, after ${TIMEOUT}s"
         pid_of slurmd >/dev/null || fail "slurmd exited during startup"
         pid_of slurmctld >/dev/null || fail "slurmctld exited during startup"
@@ -320,8 +349,8 @@ do_down() {
             done
         fi
     fi
-    # Whatever is left of jobs (e.g. a script ignoring SIGTERM): slurmstepd and all below it.
-    mapfile -t tree < <(stepd_tree)
+    # Whatever is left of jobs (e.g. a script ignoring SIGTERM, or an orphaned child).
+    mapfile -t tree < <(job_procs)
     if ((${#tree[@]})); then
         log "killing leftover job processes: ${tree[*]}"
         kill -KILL "${tree[@]}" 2>/dev/null || true
@@ -331,6 +360,9 @@ do_down() {
     stop_daemon slurmctld
     stop_daemon munged
     rm -f "$MUNGE_SOCK" "$MUNGE_SOCK.lock"
+    # Step sockets and per-job files of killed steps would make the next slurmd log noise.
+    [[ -d $DIR/spool ]] && find "$DIR/spool" -mindepth 1 -delete
+    return 0
 }
 
 lock() {
