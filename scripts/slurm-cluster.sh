@@ -13,13 +13,14 @@
 # default 60), TX_SLURM_CTLD_PORT / TX_SLURMD_PORT (default 6817 / 6818).
 #
 # Verified on Debian bookworm (slurm-wlm 22.05.8, munge 0.5.15), root, 2 CPUs, no systemd:
-#   fresh `up` (apt install + start) ~20 s; `up` on an installed machine ~3 s; `up` when
-#   already healthy ~0.1 s; sbatch --wrap 'hostname; sleep 2' -> COMPLETED; scancel ->
-#   CANCELLED; scontrol requeue <running id> -> Restarts=1, job runs again; scancel
-#   --signal=USR1 --batch <id> -> the batch script's `trap ... USR1` fires; two
-#   --cpus-per-task=1 jobs RUNNING at once; srun -N1 --ntasks-per-node=1 hostname inside
-#   sbatch works; finished jobs stay in `scontrol show job` (MinJobAge=300); down leaves no
-#   daemon, slurmstepd or job process; down -> up works; concurrent `up` calls serialise.
+#   `up` on a fresh machine (apt-get update + install) ~30 s, then ~0.5 s when installed and
+#   ~0.1 s when already up; `down` ~1 s (+5 s if a job ignores SIGTERM).
+#   sbatch --wrap 'hostname; sleep 2' -> COMPLETED; scancel -> CANCELLED; scontrol requeue
+#   <running id> -> Restarts=1, job runs again ~12 s later; scancel --signal=USR1 --batch
+#   <id> -> the batch script's `trap ... USR1` runs; two --cpus-per-task=1 jobs RUNNING at
+#   once; srun -N1 --ntasks-per-node=1 hostname inside sbatch works; finished jobs stay in
+#   `scontrol show job`; down leaves no daemon/slurmstepd/job process; down -> up works;
+#   concurrent `up` calls serialise on a lock; a drained node is resumed by `up`.
 set -euo pipefail
 
 DIR=${TX_SLURM_DIR:-/tmp/tx-slurm}
@@ -53,19 +54,27 @@ pid_of() {
     [[ -s $f ]] || return 1
     p=$(<"$f")
     [[ $p =~ ^[0-9]+$ ]] || return 1
-    comm=$(cat "/proc/$p/comm" 2>/dev/null) || return 1
-    [[ $comm == "$name" ]] || return 1
+    read -r comm 2>/dev/null <"/proc/$p/comm" || return 1
+    [[ $comm == "$name" ]] && alive "$p" || return 1
     printf '%s\n' "$p"
+}
+
+# alive PID: the process exists and is not a zombie (init may be slow to reap here).
+alive() {
+    local stat
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} != Z ]]
 }
 
 # wait_gone PID SECONDS: wait for a process to exit; return 1 if it is still alive.
 wait_gone() {
     local p=$1 n=$(($2 * 10))
     while ((n-- > 0)); do
-        kill -0 "$p" 2>/dev/null || return 0
+        alive "$p" || return 0
         sleep 0.1
     done
-    ! kill -0 "$p" 2>/dev/null
+    ! alive "$p"
 }
 
 # stop_daemon NAME: SIGTERM (SIGKILL after 10 s) the daemon named in $DIR/run/NAME.pid.
@@ -281,7 +290,7 @@ wait_pidfile() {
     fail "$1 did not start (no live process in $DIR/run/$1.pid)"
 }
 
-port_in_use() { # only used for a clearer message when a daemon does not come up
+port_in_use() { # PORT: something listens on it (checked before starting the daemons)
     local hex
     hex=$(printf '%04X' "$1")
     grep -qE "^ *[0-9]+: [0-9A-F]+:$hex [0-9A-F]+:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null
