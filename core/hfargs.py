@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from tx.core.errors import ConfigError
 
@@ -124,8 +124,17 @@ class ParsedArgs:
     run_args: RunArgs
 
 
-def parse(task: Task, argv: list[str], base: dict[str, Any] | None = None) -> ParsedArgs:
-    """Parse ``argv`` over ``base`` (task defaults merged with the config file)."""
+def parse(
+    task: Task,
+    argv: list[str],
+    base: dict[str, Any] | None = None,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> ParsedArgs:
+    """Parse ``argv`` over ``base`` (task defaults merged with the config file).
+
+    ``transform`` rewrites the parsed values before the dataclasses are built (e.g. making
+    paths absolute), so both see the same values.
+    """
     classes = argument_classes(task)
     parser = _make_parser(classes)
     known: dict[str, list[argparse.Action]] = {}
@@ -150,6 +159,8 @@ def parse(task: Task, argv: list[str], base: dict[str, Any] | None = None) -> Pa
             hint="flags take the form --name value or --name=value; quote values with spaces",
         )
     values = {k: _plain(v) for k, v in vars(namespace).items()}
+    if transform is not None:
+        values = transform(values)
     return build(classes, values, pristine)
 
 
@@ -175,6 +186,10 @@ def build(classes: tuple[type, ...], values: dict[str, Any], unset: dict[str, An
         if legacy_value not in (None, False):
             values[new] = convert(legacy_value)
         values.pop(old, None)
+    if values.get("deepspeed"):  # a preset name (zero2...) becomes the shipped file's path
+        from tx.core.deepspeed_config import resolve as resolve_deepspeed
+
+        values["deepspeed"] = resolve_deepspeed(values["deepspeed"])
 
     secrets = {k: values[k] for k in SECRET_FIELDS if values.get(k)}
     stored = {k: v for k, v in values.items() if k not in SECRET_FIELDS and (k not in unset or unset[k] != v)}
@@ -229,3 +244,8 @@ def help_rows(cls: type) -> list[tuple[str, str, str]]:
         default = _plain(default)
         rows.append((f"--{f.name}", f"{kind} [{default}]", f.metadata.get("help", "")))
     return rows
+
+
+def field_names(task: Task) -> set[str]:
+    """Every HF argument name the task accepts (its dataclasses, TrainingArguments, TxArguments)."""
+    return {f.name for cls in argument_classes(task) for f in dataclasses.fields(cls)}

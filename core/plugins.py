@@ -64,13 +64,17 @@ def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:
     return (dist.metadata["Name"] or "unknown", dist.version or "?")
 
 
-def _register(plugins: Plugins, module: ModuleType, info: PluginInfo) -> None:
+def _check_unique(plugins: Plugins, info: PluginInfo) -> None:
     if info.name in plugins.infos:
         first = plugins.infos[info.name]
         raise PluginError(
             f"two plugins are named {info.name!r}: {first.describe()} and {info.describe()}",
             hint="uninstall one of them",
         )
+
+
+def _register(plugins: Plugins, module: ModuleType, info: PluginInfo) -> None:
+    _check_unique(plugins, info)
     try:
         plugins.manager.register(module, name=info.name)
     except ValueError as exc:  # the same module registered under two names
@@ -108,8 +112,7 @@ def load(extra_modules: Iterable[str] = ()) -> Plugins:
             module=ep.value,
             origin="built-in" if builtin else "entry point",
         )
-        if ep.name in plugins.infos:
-            _register(plugins, ModuleType(ep.value), info)  # raises the duplicate error
+        _check_unique(plugins, info)
         module = _import_plugin(ep.value.split(":")[0], info.describe())
         _register(plugins, module, info)
 

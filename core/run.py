@@ -15,6 +15,8 @@ from typing import Any
 from tx.core import hfargs, jobspec, options as launcher_options
 from tx.core.checkpoints import check_output_dir
 from tx.core.configfile import load_config
+from tx.core.deepspeed_config import check as check_deepspeed
+from tx.core.defaults import core_defaults, with_core_values
 from tx.core.errors import ConfigError
 from tx.core.jobspec import JobSpec
 from tx.core.launcher import Launcher, Plan
@@ -145,29 +147,29 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
     launcher = plugins.launchers.get(launcher_name or DEFAULT_LAUNCHER)
     option_values, hf_argv = launcher_options.split_options(launcher.options, flags.rest)
     opts = launcher_options.build_options(launcher.options, {**saved_options, **option_values})
+    launcher_options.check_foreign_flags(hf_argv, plugins.launchers, launcher, hfargs.field_names(task))
 
     if flags.from_job:
         base = config
     else:
-        base = {**task.default_args(given_keys(hf_argv) | set(config)), **config}
-    parsed = hfargs.parse(task, hf_argv, base=base)
+        base = {**core_defaults(), **task.default_args(given_keys(hf_argv) | set(config)), **config}
+    parsed = hfargs.parse(task, hf_argv, base=base, transform=lambda values: absolutize(values, cwd))
     secrets = dict(parsed.secrets)
-    values = absolutize(parsed.values, cwd)
-    if values != parsed.values:
-        parsed = hfargs.parse(task, [], base=values)
     validate_common(parsed.run_args)
     task.validate(parsed.run_args)
 
     job = JobSpec(
         task=task.name,
         launcher=launcher.name,
-        args=jobspec.scrub(parsed.values),
+        args=jobspec.scrub(with_core_values(parsed.values)),
         launcher_options=launcher_options.to_dict(opts),
         plugins=tuple(extra_plugins) + tuple(plugins_from_env()),
         job_id=jobspec.new_job_id(task.name),
         created=_now(),
     )
     launcher.validate(job, opts)
+    # a user DeepSpeed config must agree with the Trainer arguments (any launcher)
+    check_deepspeed(parsed.run_args.training, launcher.world_size(opts))
     return Resolved(job=job, task=task, launcher=launcher, options=opts, run_args=parsed.run_args, secrets=secrets)
 
 

@@ -12,46 +12,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from tx.core.builtin_models import PREFIX, cached_build, is_builtin, train_tokenizer
-from tx.core.errors import ConfigError, DataError
+from tx.core.builtin_models import train_tokenizer
+from tx.core.errors import ConfigError
 from tx.core.task import RunArgs, RunContext, Task, TaskParts
+from tx.plugins.common import (
+    USER_CHOICE_KEYS,
+    DataArguments,
+    ModelArguments,
+    builtin_run,
+    check_data_sources,
+    check_local_model,
+    check_model_name,
+    hub_kwargs,
+    loading_model,
+    model_path,
+    pick_split,
+)
 
-#: keys that mean "the user chose their own data or model": the built-in default run then stays out
-USER_CHOICE_KEYS = ("model_name_or_path", "dataset_name", "train_file", "validation_file", "test_file")
+__all__ = ["USER_CHOICE_KEYS", "Seq2SeqDataArguments", "Seq2SeqModelArguments", "Seq2SeqTask", "check_local_model"]
 
 
 @dataclass
-class Seq2SeqModelArguments:
-    """Which model/config/tokenizer to fine-tune (the HF example scripts' ModelArguments)."""
+class Seq2SeqModelArguments(ModelArguments):
+    """Which model/config/tokenizer to fine-tune (the HF seq2seq scripts' ModelArguments)."""
 
-    model_name_or_path: str = field(
-        metadata={"help": "Path to a pretrained model or a model id on huggingface.co/models "
-                  "(tx-builtin:NAME for a tiny model tx builds locally)."}
-    )
-    config_name: str | None = field(
-        default=None, metadata={"help": "Pretrained config name or path if not the same as model_name."}
-    )
-    tokenizer_name: str | None = field(
-        default=None, metadata={"help": "Pretrained tokenizer name or path if not the same as model_name."}
-    )
-    cache_dir: str | None = field(
-        default=None, metadata={"help": "Where to store models and datasets downloaded from the Hub."}
-    )
-    use_fast_tokenizer: bool = field(
-        default=True, metadata={"help": "Use a fast (tokenizers-backed) tokenizer when there is one."}
-    )
-    model_revision: str = field(
-        default="main", metadata={"help": "Model version to use: branch name, tag or commit id."}
-    )
-    token: str | None = field(
-        default=None,
-        metadata={"help": "Hub access token (else HF_TOKEN or the saved login). Never written to disk by tx."},
-    )
-    trust_remote_code: bool = field(
-        default=False,
-        metadata={"help": "Allow models/datasets on the Hub to run their own code on this machine. "
-                  "Only for repositories you trust and have read."},
-    )
     resize_position_embeddings: bool | None = field(
         default=None,
         metadata={"help": "Resize the position embeddings when max_source_length exceeds them "
@@ -60,22 +44,9 @@ class Seq2SeqModelArguments:
 
 
 @dataclass
-class Seq2SeqDataArguments:
+class Seq2SeqDataArguments(DataArguments):
     """Data options common to the seq2seq tasks (the HF scripts' DataTrainingArguments)."""
 
-    dataset_name: str | None = field(default=None, metadata={"help": "Dataset name on the Hub (datasets library)."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration name of that dataset."})
-    train_file: str | None = field(default=None, metadata={"help": "Training data: a csv, tsv, json or jsonl file."})
-    validation_file: str | None = field(
-        default=None, metadata={"help": "Evaluation data (csv, tsv, json or jsonl) scored with the task metric."}
-    )
-    test_file: str | None = field(
-        default=None, metadata={"help": "Prediction data (csv, tsv, json or jsonl) for --do_predict."}
-    )
-    overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenize instead of using the cached datasets."})
-    preprocessing_num_workers: int | None = field(
-        default=None, metadata={"help": "Number of processes for tokenization."}
-    )
     max_source_length: int | None = field(
         default=1024, metadata={"help": "Maximum input length in tokens after tokenization; longer inputs are truncated."}
     )
@@ -91,9 +62,6 @@ class Seq2SeqDataArguments:
         default=False,
         metadata={"help": "Pad every sample to the maximum length instead of padding each batch dynamically."},
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation examples."})
-    max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N prediction examples."})
     num_beams: int | None = field(
         default=1, metadata={"help": "Beams for generate() during evaluate and predict."}
     )
@@ -106,7 +74,7 @@ class Seq2SeqDataArguments:
     forced_bos_token: str | None = field(
         default=None,
         metadata={"help": "Token forced as the first generated token after decoder_start_token_id "
-                  "(multilingual models such as mBART: the target language code)."},
+                  "(multilingual models such as mBART-50/M2M100: the target language code)."},
     )
 
 
@@ -115,12 +83,58 @@ def check_lengths(data: Any) -> None:
         value = getattr(data, name, None)
         if value is not None and value <= 0:
             raise ConfigError(f"--{name} must be a positive number of tokens, got {value}")
-    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "preprocessing_num_workers"):
-        value = getattr(data, name, None)
-        if value is not None and value <= 0:
-            raise ConfigError(f"--{name} must be positive, got {value}")
     if getattr(data, "num_beams", None) is not None and data.num_beams < 1:
         raise ConfigError(f"--num_beams must be at least 1, got {data.num_beams}")
+
+
+# -- multilingual tokenizers (mBART, mBART-50, M2M100, NLLB) --------------------------------------
+def is_multilingual(tokenizer: Any) -> bool:
+    """Tokenizers that carry a source and a target language code and put them into the token
+    sequences (the HF scripts list mBART/mBART-50/M2M100 classes; they all have both attributes)."""
+    return hasattr(tokenizer, "src_lang") and hasattr(tokenizer, "tgt_lang")
+
+
+def language_code_id(tokenizer: Any, code: str, flag: str) -> int:
+    """Token id of a language code (``lang_code_to_id`` when the tokenizer has one, else the
+    token itself); an unknown code is a ConfigError listing the known ones."""
+    table = getattr(tokenizer, "lang_code_to_id", None)
+    if isinstance(table, Mapping) and code in table:
+        return int(table[code])
+    token_id = tokenizer.convert_tokens_to_ids(code)
+    if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+        return token_id
+    known = sorted(table) if isinstance(table, Mapping) else []
+    shown = ", ".join(known[:12]) + (" ..." if len(known) > 12 else "")
+    raise ConfigError(
+        f"{flag} {code!r} is not a language code of the {type(tokenizer).__name__} tokenizer",
+        hint=f"codes it knows: {shown}" if known else "pass a token of its vocabulary",
+    )
+
+
+def set_languages(tokenizer: Any, model: Any, codes: tuple[str | None, str | None],
+                  forced_bos: str | None, flags: tuple[str, str]) -> None:
+    """What the HF scripts do for multilingual models: set ``src_lang``/``tgt_lang`` on the
+    tokenizer (so sources end in the source code and targets in the target code), start decoding
+    with the target code when the config has no decoder_start_token_id, and force
+    ``--forced_bos_token`` as the first generated token (cleared when not given)."""
+    src, tgt = codes
+    forced_id = language_code_id(tokenizer, forced_bos, "--forced_bos_token") if forced_bos else None
+    if is_multilingual(tokenizer):
+        if not src or not tgt:
+            raise ConfigError(
+                f"{type(tokenizer).__name__} is a multilingual tokenizer and needs language codes",
+                hint=f"pass {flags[0]}" + (f" and {flags[1]}" if flags[1] != flags[0] else ""),
+            )
+        language_code_id(tokenizer, src, flags[0])
+        target_id = language_code_id(tokenizer, tgt, flags[1])
+        tokenizer.src_lang = src
+        tokenizer.tgt_lang = tgt
+        if model.config.decoder_start_token_id is None:
+            model.config.decoder_start_token_id = target_id
+            model.generation_config.decoder_start_token_id = target_id
+        model.generation_config.forced_bos_token_id = forced_id
+    elif forced_id is not None:
+        model.generation_config.forced_bos_token_id = forced_id
 
 
 class Seq2SeqTask(Task):
@@ -133,6 +147,8 @@ class Seq2SeqTask(Task):
     metric_dir: ClassVar[Path]
     #: key of the tiny built-in model in the tx cache
     builtin_model: ClassVar[str]
+    #: the flags that set the (source, target) language codes, for error messages
+    language_flags: ClassVar[tuple[str, str]] = ("--lang", "--lang")
 
     # -- what subclasses provide -------------------------------------------------------------
     def source_target(self, batch: Mapping[str, list[Any]], data: Any, columns: list[str]) -> tuple[list[str], list[str]]:
@@ -148,8 +164,15 @@ class Seq2SeqTask(Task):
     def score(self, metric: Any, preds: Any, labels: Any) -> dict[str, float]:
         return dict(metric.compute(predictions=preds, references=labels))
 
-    def configure_tokenizer(self, tokenizer: Any, model: Any, data: Any) -> None:
-        """Language codes etc. for multilingual tokenizers (translation overrides)."""
+    def language_codes(self, data: Any) -> tuple[str | None, str | None]:
+        """(source, target) language codes for multilingual tokenizers and the model card;
+        one ``--lang`` for both by default (summarization), translation has two."""
+        lang = getattr(data, "lang", None)
+        return lang, lang
+
+    def check_split(self, ds: Any, data: Any, where: str) -> None:
+        """Raise DataError when a loaded split cannot be used (default: its columns)."""
+        self.check_columns(list(ds.column_names), data, where)
 
     def builtin_texts(self) -> list[str]:
         """Texts the tiny built-in tokenizer is trained on."""
@@ -161,46 +184,16 @@ class Seq2SeqTask(Task):
 
     # -- Task interface ------------------------------------------------------------------------
     def default_args(self, given: set[str]) -> dict[str, Any]:
-        if given & set(USER_CHOICE_KEYS):
-            return {}
-        out = {
-            "model_name_or_path": PREFIX + self.builtin_model,
-            "train_file": str(self.data_dir / "train.jsonl"),
-            "validation_file": str(self.data_dir / "validation.jsonl"),
-            "test_file": str(self.data_dir / "test.jsonl"),
-            "output_dir": f"tx-output/{self.name}",
-            "do_train": True,
-            "do_eval": True,
-            "do_predict": True,
-            "predict_with_generate": True,
-        }
-        out.update(self.builtin_defaults())
+        out = builtin_run(self.name, self.builtin_model, self.data_dir, "jsonl", given)
+        if out:
+            out["predict_with_generate"] = True
+            out.update(self.builtin_defaults())
         return out
 
     def validate(self, args: RunArgs) -> None:
-        from tx.core.data import check_file, data_files, peek_columns
-
-        data, training = args.data, args.training
-        check_lengths(data)
-        if not data.dataset_name and not data_files(data):
-            raise ConfigError(
-                "no data: give --dataset_name or at least one of --train_file/--validation_file/--test_file"
-            )
-        for split, path in data_files(data).items():
-            check_file(path, f"--{split}_file")
-            self.check_columns(peek_columns(path), data, path)
-        if training.do_train and not (data.dataset_name or data.train_file):
-            raise ConfigError("--do_train needs training data", hint="add --train_file or --dataset_name")
-        if training.do_eval and not (data.dataset_name or data.validation_file):
-            raise ConfigError("--do_eval needs evaluation data", hint="add --validation_file or --dataset_name")
-        if training.do_predict and not (data.dataset_name or data.test_file):
-            raise ConfigError("--do_predict needs prediction data", hint="add --test_file or --dataset_name")
-        name = args.model.model_name_or_path
-        if is_builtin(name) and name != PREFIX + self.builtin_model:
-            raise ConfigError(
-                f"unknown built-in model {name!r}", hint=f"the {self.name} task builds {PREFIX}{self.builtin_model}"
-            )
-        check_local_model(name)
+        check_lengths(args.data)
+        check_data_sources(args, lambda columns, path: self.check_columns(columns, args.data, path))
+        check_model_name(args.model.model_name_or_path, self.builtin_model, self.name)
 
     def build(self, ctx: RunContext) -> TaskParts:
         from tx.core.data import load_raw_datasets
@@ -209,10 +202,9 @@ class Seq2SeqTask(Task):
         if data.val_max_target_length is None:
             data.val_max_target_length = data.max_target_length
         model, tokenizer = self.load_model(margs, data)
-        self.configure_tokenizer(tokenizer, model, data)
         raw = load_raw_datasets(data, margs)
         for split in raw:
-            self.check_columns(list(raw[split].column_names), data, f"the {split} split")
+            self.check_split(raw[split], data, f"the {split} split")
 
         train = self._split(raw, "train", data.max_train_samples, training.do_train, ctx, tokenizer, data, data.max_target_length)
         eval_ = self._split(raw, "validation", data.max_eval_samples, training.do_eval, ctx, tokenizer, data, data.val_max_target_length)
@@ -227,10 +219,12 @@ class Seq2SeqTask(Task):
             label_pad_token_id=label_pad,
             pad_to_multiple_of=8 if training.fp16 else None,
         )
-        gen = {
-            "max_length": training.generation_max_length or data.val_max_target_length,
-            "num_beams": data.num_beams if data.num_beams is not None else training.generation_num_beams,
-        }
+        # Set on the arguments (not only passed to evaluate()) so evaluations during training
+        # generate with the same settings as the final one.
+        training.generation_max_length = training.generation_max_length or data.val_max_target_length
+        if data.num_beams is not None and training.generation_num_beams is None:
+            training.generation_num_beams = data.num_beams
+        gen = {"max_length": training.generation_max_length, "num_beams": training.generation_num_beams or 1}
         metric = self._load_metric() if training.predict_with_generate else None
         compute = self._metrics_fn(tokenizer, metric) if metric is not None else None
         return TaskParts(
@@ -243,33 +237,27 @@ class Seq2SeqTask(Task):
             compute_metrics=compute,
             write_predictions=self._writer(tokenizer) if training.predict_with_generate else None,
             generation_kwargs=gen,
-            card={"tasks": self.name, "dataset": data.dataset_name or "local files",
-                  "dataset_args": data.dataset_config_name},
+            card={"tasks": self.name, "tags": ["tx", self.name], "dataset": data.dataset_name or "local files",
+                  "dataset_args": data.dataset_config_name,
+                  "language": list(dict.fromkeys(c for c in self.language_codes(data) if c))},
         )
 
     # -- the shared mechanics ------------------------------------------------------------------
     def load_model(self, margs: Any, data: Any) -> tuple[Any, Any]:
         from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-        name = margs.model_name_or_path
-        if is_builtin(name):
-            name = str(cached_build(self.builtin_model, self._build_builtin))
-        common = {"cache_dir": margs.cache_dir, "revision": margs.model_revision,
-                  "token": margs.token, "trust_remote_code": margs.trust_remote_code}
-        try:
+        name = model_path(margs, self.builtin_model, self._build_builtin)
+        common = hub_kwargs(margs)
+        with loading_model(margs.model_name_or_path):
             config = AutoConfig.from_pretrained(margs.config_name or name, **common)
             tokenizer = AutoTokenizer.from_pretrained(
                 margs.tokenizer_name or name, use_fast=margs.use_fast_tokenizer, **common
             )
             model = AutoModelForSeq2SeqLM.from_pretrained(name, config=config, **common)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot load model {margs.model_name_or_path!r}: {str(exc).splitlines()[0]}",
-                hint="check the name or path (offline? pass a local model folder)",
-            ) from None
         vocab = model.get_input_embeddings().weight.shape[0]
         if len(tokenizer) > vocab:
             model.resize_token_embeddings(len(tokenizer))
+        set_languages(tokenizer, model, self.language_codes(data), data.forced_bos_token, self.language_flags)
         if model.config.decoder_start_token_id is None:
             raise ConfigError(
                 f"model {margs.model_name_or_path!r} has no decoder_start_token_id",
@@ -322,14 +310,10 @@ class Seq2SeqTask(Task):
                tokenizer: Any, data: Any, max_target: int | None) -> Any:
         if not wanted:
             return None
-        if split not in raw:
-            raise DataError(f"the dataset has no {split!r} split", hint=f"available splits: {', '.join(raw)}")
-        ds = raw[split]
-        if limit is not None:
-            ds = ds.select(range(min(len(ds), limit)))
-        if len(ds) == 0:
-            raise DataError(f"the {split} split is empty", hint="check the data file")
+        ds = pick_split(raw, split, limit)
         columns = list(ds.column_names)
+        if split != "test":  # rows with an empty source or target teach nothing: skipped, counted
+            ds = self._drop_empty_rows(ds, data, columns, split, ctx)
         prefix = data.source_prefix or ""
         padding = "max_length" if data.pad_to_max_length else False
 
@@ -354,6 +338,25 @@ class Seq2SeqTask(Task):
                 load_from_cache_file=not data.overwrite_cache,
                 desc=f"Tokenizing {split}",
             )
+
+    def _drop_empty_rows(self, ds: Any, data: Any, columns: list[str], split: str, ctx: RunContext) -> Any:
+        """Train/validation rows whose source or target text is empty or blank are skipped with a
+        one-line count (test rows are kept so predictions stay aligned with the input lines)."""
+        def keep(batch: Mapping[str, list[Any]]) -> list[bool]:
+            sources, targets = self.source_target(batch, data, columns)
+            return [bool(s and s.strip()) and bool(t and t.strip()) for s, t in zip(sources, targets)]
+
+        with ctx.args.training.main_process_first(desc=f"{split} empty rows"):
+            kept = ds.filter(keep, batched=True, load_from_cache_file=not data.overwrite_cache,
+                             desc=f"Checking {split} texts")
+        dropped = len(ds) - len(kept)
+        if dropped == len(ds):
+            raise DataError(f"every row of the {split} split has an empty source or target text",
+                            hint="check the data and the column flags")
+        if dropped and ctx.is_main_process:
+            print(f"tx: skipped {dropped} of {len(ds)} rows of the {split} split with an empty source or target text",
+                  flush=True)
+        return kept
 
     def _load_metric(self) -> Any:
         import evaluate
@@ -392,20 +395,3 @@ class Seq2SeqTask(Task):
 
         return write
 
-
-def check_local_model(name: str | None) -> None:
-    """A local model path must be a folder with a config.json (Hub ids pass unchecked)."""
-    if not name or is_builtin(name):
-        return
-    p = Path(name)
-    looks_local = name.startswith((".", "/", "~")) or p.exists()
-    if not looks_local:
-        return
-    p = p.expanduser()
-    if not p.exists():
-        raise ConfigError(f"model path {name!r} does not exist", hint="pass a local model folder or a Hub model id")
-    if not p.is_dir() or not (p / "config.json").is_file():
-        raise ConfigError(
-            f"model path {name!r} has no config.json",
-            hint="pass a folder written by save_pretrained() or a Hub model id",
-        )

@@ -59,9 +59,10 @@ class SummarizationTask(Seq2SeqTask):
         return {
             "max_source_length": 256,
             "max_target_length": 64,
-            "num_train_epochs": 3,
-            "learning_rate": 1e-3,
-            "per_device_train_batch_size": 16,
+            "num_train_epochs": 2,
+            "learning_rate": 2e-3,
+            "warmup_steps": 20,
+            "per_device_train_batch_size": 8,
             "per_device_eval_batch_size": 64,
             "logging_steps": 25,
             "save_strategy": "epoch",
