@@ -34,6 +34,11 @@ VENV="${TX_XLA_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tx/xla-venv}"
 PROJECT_DIR="${1:-}"
 
 log() { printf '[xla-env] %s\n' "$*" >&2; }
+# pip, with its output on stderr minus the noise the local file:// extra indexes make
+# ("Location 'file:///opt/...' is ignored") for every package they do not carry.
+pip_() {
+    "$PY" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+}
 die() { printf '[xla-env] error: %s\n' "$*" >&2; exit 1; }
 
 # What the stamp certifies: changing any pin invalidates it.
@@ -76,16 +81,16 @@ sys.exit(0 if ok else 1)
 EOF
     log "creating venv $VENV with $("$BASE_PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
     "$BASE_PY" -m venv "$VENV"
-    "$PY" -m pip install --quiet --upgrade pip >&2
+    pip_ install --quiet --upgrade pip
 
     # Keep torch pinned through every later install into this venv.
     CONSTRAINTS="$VENV/tx-constraints.txt"
     printf 'torch==%s\ntorch_xla==%s\n' "$TORCH_VERSION" "$TORCH_XLA_VERSION" > "$CONSTRAINTS"
 
     log "installing torch==$TORCH_VERSION torch_xla==$TORCH_XLA_VERSION + HF stack (several GB, a few minutes)"
-    "$PY" -m pip install --progress-bar off -c "$CONSTRAINTS" \
+    pip_ install --progress-bar off -c "$CONSTRAINTS" \
         "torch==${TORCH_VERSION}" "torch_xla==${TORCH_XLA_VERSION}" \
-        "${HF_STACK[@]}" "${EXTRA_TOOLS[@]}" >&2
+        "${HF_STACK[@]}" "${EXTRA_TOOLS[@]}"
 
     log "checking the install"
     PJRT_DEVICE=CPU "$PY" - >&2 <<EOF
@@ -112,9 +117,9 @@ if [[ -n "$PROJECT_DIR" ]]; then
             log "installing project $PROJECT_DIR (--no-deps -e)"
             # Prefer the venv's own setuptools (fast, no index access); fall back to an
             # isolated build if the project's build backend is not installed here.
-            if ! "$PY" -m pip install --quiet --no-deps --no-build-isolation -e "$PROJECT_DIR" >&2; then
+            if ! pip_ install --quiet --no-deps --no-build-isolation -e "$PROJECT_DIR"; then
                 log "no-build-isolation install failed; retrying with build isolation"
-                "$PY" -m pip install --quiet --no-deps -e "$PROJECT_DIR" >&2
+                pip_ install --quiet --no-deps -e "$PROJECT_DIR"
             fi
             printf '%s' "$PSPEC" > "$PSTAMP"
         fi

@@ -22,6 +22,9 @@ def _mp_fn(index, steps, stagger=0.0):
     print(tag, "start", flush=True)
     if stagger and xr.global_ordinal() != 0:
         time.sleep(stagger)  # let ordinal 0 compile first so the others hit its cache
+    if os.environ.get("TX_PROBE_CHANNEL_COLLECTIVES") == "1":
+        import channel_collectives
+        channel_collectives.install()
     for step in range(steps):
         t = (torch.ones(4) * (xr.global_ordinal() + 1)).to(dev)  # device data, same graph on every replica
         t0 = time.time()

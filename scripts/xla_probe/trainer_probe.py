@@ -15,6 +15,26 @@ import threading
 import time
 
 
+# With torch_xla.launch on CPU every device is a *thread* of one spawned process.
+# transformers' lazy module is not thread-safe: two threads doing
+# `from transformers import Trainer, ...` at once can get ImportError in one of them.
+# Resolving the names here, at import time of this module (in the spawned child's
+# main thread, before the device threads start), avoids that.
+# TX_PROBE_LAZY_IMPORTS=1 skips this to reproduce the race.
+EAGER_IMPORTS = os.environ.get("TX_PROBE_LAZY_IMPORTS") != "1"
+if EAGER_IMPORTS:
+    import datasets  # noqa: F401
+    import transformers.trainer  # noqa: F401
+    from transformers import (AutoModelForSequenceClassification, AutoModelForSeq2SeqLM,  # noqa: F401
+                              AutoTokenizer, HfArgumentParser, Seq2SeqTrainer, Seq2SeqTrainingArguments,
+                              Trainer, TrainingArguments)
+
+
+if os.environ.get("TX_PROBE_CHANNEL_COLLECTIVES") == "1":
+    import channel_collectives
+    channel_collectives.install()
+
+
 def _data(tok, task, n, seed):
     import random
     from datasets import Dataset
@@ -38,8 +58,21 @@ def _data(tok, task, n, seed):
 
 
 def run(index, task, models, argv):
+    # torch_xla.launch on CPU runs one *thread* per device; an exception in a non-zero
+    # thread is only re-raised after thread 0 returns, so print it right away.
+    try:
+        return _run(index, task, models, argv)
+    except BaseException:
+        import traceback
+        print(f"[pid {os.getpid()} {threading.current_thread().name} index {index}] FAILED:\n"
+              + traceback.format_exc(), flush=True)
+        raise
+
+
+def _run(index, task, models, argv):
     import numpy as np
     import torch_xla.runtime as xr
+    # cheap if EAGER_IMPORTS already resolved these; otherwise this is where the threads race
     from transformers import (AutoModelForSequenceClassification, AutoModelForSeq2SeqLM, AutoTokenizer,
                               HfArgumentParser, Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer,
                               TrainingArguments)
