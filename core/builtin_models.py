@@ -48,6 +48,22 @@ def cached_build(key: str, build: Callable[[Path], None]) -> Path:
     return target
 
 
+def save_model(model: object, out: Path) -> None:
+    """Write ``model`` as a ``from_pretrained`` folder from whichever process builds it.
+
+    ``PreTrainedModel.save_pretrained`` writes nothing on ranks other than 0 once
+    torch.distributed is initialized, and any rank of a torchrun job may take the build lock:
+    the cache then held a tokenizer without a model. Config, generation config and safetensors
+    weights (tied tensors stored once, as save_pretrained does) are written directly instead.
+    """
+    from safetensors.torch import save_model as save_safetensors
+
+    model.config.save_pretrained(out)  # type: ignore[attr-defined]
+    if model.can_generate():  # type: ignore[attr-defined]
+        model.generation_config.save_pretrained(out)  # type: ignore[attr-defined]
+    save_safetensors(model, str(out / "model.safetensors"), metadata={"format": "pt"})  # type: ignore[arg-type]
+
+
 def train_tokenizer(
     texts: Iterable[str],
     vocab_size: int,
@@ -55,13 +71,15 @@ def train_tokenizer(
     *,
     eos: str | None = "</s>",
     bos: str | None = None,
+    unk: str = "<unk>",
 ) -> object:
     """A BPE tokenizer with SentencePiece-style spaces, trained on ``texts``; returned as a
-    ``PreTrainedTokenizerFast`` that appends ``eos`` (and prepends ``bos``) like T5/BERT ones."""
+    ``PreTrainedTokenizerFast`` that appends ``eos`` (and prepends ``bos``) like T5/BERT ones
+    (BERT style: ``bos="[CLS]", eos="[SEP]", unk="[UNK]"``). ``unk`` must be in ``special_tokens``."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok = Tokenizer(models.BPE(unk_token=unk))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()

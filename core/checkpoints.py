@@ -10,10 +10,22 @@ from tx.core.errors import ConfigError
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 #: A checkpoint directory is complete once the Trainer has written this file (its last write).
 COMPLETE_MARKER = "trainer_state.json"
+#: Where checkpoints are written before their atomic rename (core/atomic_checkpoint.py); its
+#: content is never a checkpoint to resume from.
+PARTIAL_DIR = ".tx-partial"
+#: Left in a checkpoint by transformers' own SIGTERM checkpointing while it is being written.
+HF_INCOMPLETE_SENTINEL = "checkpoint-is-incomplete.txt"
 
 
 def is_complete_checkpoint(path: Path) -> bool:
-    return path.is_dir() and (path / COMPLETE_MARKER).is_file()
+    """tx writes checkpoints atomically, so the name alone would do; the marker checks also
+    reject directories written in place by other tools (plain HF scripts, older tx)."""
+    return (
+        path.is_dir()
+        and path.parent.name != PARTIAL_DIR
+        and (path / COMPLETE_MARKER).is_file()
+        and not (path / HF_INCOMPLETE_SENTINEL).exists()
+    )
 
 
 def checkpoints(output_dir: Path) -> list[Path]:
@@ -66,9 +78,10 @@ def check_output_dir(
                 hint="pass a checkpoint-N directory written by a previous run",
             )
         if not is_complete_checkpoint(ckpt):
+            why = (f"a save that never finished (in {PARTIAL_DIR})" if ckpt.parent.name == PARTIAL_DIR
+                   else f"not a complete checkpoint (no {COMPLETE_MARKER})")
             raise ConfigError(
-                f"--resume_from_checkpoint {resume_from_checkpoint!r} is not a complete checkpoint "
-                f"(no {COMPLETE_MARKER})",
+                f"--resume_from_checkpoint {resume_from_checkpoint!r} is {why}",
                 hint="pass a checkpoint-N directory written by a previous run",
             )
     if not do_train or overwrite:

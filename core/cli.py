@@ -11,6 +11,7 @@ from typing import Any, List, Optional
 import typer
 
 from tx.core import __version__
+from tx.core.completion import RunCommand
 from tx.core.errors import TxError
 
 app = typer.Typer(
@@ -97,6 +98,7 @@ def env_cmd(ctx: typer.Context) -> None:
     "run",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
     add_help_option=False,
+    cls=RunCommand,  # completes task/launcher names and flags from the raw words
 )
 def run_cmd(ctx: typer.Context) -> None:
     """Run TASK: tx run TASK [--launcher NAME] [--config FILE] [--dry-run] [HF flags...].
@@ -115,6 +117,8 @@ def run_cmd(ctx: typer.Context) -> None:
         typer.echo(render_help(loaded, flags.task, flags.launcher))
         return
     resolved = runner.resolve(loaded, flags)
+    for note in resolved.notes:  # what the launcher changed in the HF arguments (Launcher.adjust_args)
+        typer.echo(f"tx: note: {note}", err=True)
     the_plan = runner.plan(resolved)
     if flags.dry_run:
         typer.echo(f"# job spec ({resolved.job.job_file} is written at launch)")
@@ -123,6 +127,9 @@ def run_cmd(ctx: typer.Context) -> None:
         typer.echo(the_plan.render())
         return
     code = runner.launch(resolved, the_plan)
+    if code == 137:  # SIGKILL from outside (a stop tx forwards exits 130/143 with its own line)
+        typer.echo("tx: error: the run was killed (SIGKILL; out of memory? see `dmesg`). Run the same command "
+                   "again to resume from the last complete checkpoint.", err=True)
     if code != 0:
         raise typer.Exit(code)
 
@@ -130,6 +137,9 @@ def run_cmd(ctx: typer.Context) -> None:
 from tx.core import cli_jobs  # noqa: E402  (commands defined in their own modules)
 
 cli_jobs.register(app)
+from tx.core import cli_scaffold; cli_scaffold.register(app)  # noqa: E402,E702
+from tx.core import cli_docker; cli_docker.register(app)  # noqa: E402,E702
+from tx.core import cli_report; cli_report.register(app)  # noqa: E402,E702
 
 
 def main(argv: list[str] | None = None) -> int:

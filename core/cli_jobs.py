@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 import typer
 
+from tx.core.completion import complete_job_ids
 from tx.core.jobs import all_records, find_record
 
 
@@ -15,7 +16,7 @@ def _launcher(plugins: Any, record: dict[str, Any]) -> Any:
 
 def status_cmd(
     ctx: typer.Context,
-    job: Optional[str] = typer.Argument(None, help="tx job id or scheduler id; omit to list recent jobs."),
+    job: Optional[str] = typer.Argument(None, help="tx job id or scheduler id; omit to list recent jobs.", autocompletion=complete_job_ids),
     limit: int = typer.Option(20, "--limit", "-n", help="How many recent jobs to list."),
 ) -> None:
     """Show a job's state (state, elapsed, nodes, restarts), or list recent tx jobs."""
@@ -42,7 +43,7 @@ def status_cmd(
 
 def logs_cmd(
     ctx: typer.Context,
-    job: str = typer.Argument(..., help="tx job id or scheduler id."),
+    job: str = typer.Argument(..., help="tx job id or scheduler id.", autocompletion=complete_job_ids),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output until the job ends."),
 ) -> None:
     """Print a job's log (stdout and stderr of its workers)."""
@@ -55,7 +56,7 @@ def logs_cmd(
 
 def cancel_cmd(
     ctx: typer.Context,
-    job: str = typer.Argument(..., help="tx job id or scheduler id."),
+    job: str = typer.Argument(..., help="tx job id or scheduler id.", autocompletion=complete_job_ids),
 ) -> None:
     """Cancel a job (idempotent: cancelling a finished job says so and exits 0)."""
     from tx.core.cli import _state

@@ -31,7 +31,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(
-                f"invalid JSON in config file {str(p)!r} at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+                f"invalid JSON in config file {str(p)!r} at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                hint="fix the JSON there",
             ) from None
     elif suffix in (".yaml", ".yml"):
         import yaml
@@ -42,7 +43,10 @@ def load_config(path: str | Path) -> dict[str, Any]:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"invalid YAML in config file {str(p)!r}{where}: {problem}") from None
+            # safe_load builds plain data only: a !!python/... tag (code to run) is refused here
+            hint = ("tx config files are plain YAML: remove the !!python tag" if "python/" in problem
+                    else "fix the YAML there (indentation, quotes, a ':' after each key)")
+            raise ConfigError(f"invalid YAML in config file {str(p)!r}{where}: {problem}", hint=hint) from None
     else:
         raise ConfigError(
             f"config file {str(p)!r} has an unsupported extension {suffix or '(none)'!r}",
@@ -51,5 +55,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping of flag names to values")
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of flag names to values",
+                          hint="write one `flag_name: value` per line")
     return {str(k).lstrip("-"): v for k, v in data.items()}

@@ -1,4 +1,7 @@
-"""`tx env`: versions, devices and which launchers can run here (like `accelerate env`)."""
+"""`tx env`: versions, devices and which launchers can run here (like `accelerate env`).
+
+Versions come from package metadata (no import); only the PyTorch lines import torch, since
+only torch can say what it sees (CUDA, MPS, threads). `tx list` and `tx --help` never get here."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import os
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 PACKAGES = ("torch", "transformers", "datasets", "accelerate", "deepspeed", "evaluate", "tokenizers",
@@ -24,13 +28,18 @@ def collect(plugins: Any) -> dict[str, str]:
 
     info: dict[str, str] = {
         "tx version": __version__,
+        "tx location": str(Path(__file__).resolve().parent.parent),
         "Platform": platform.platform(),
         "Python version": sys.version.split()[0],
+        "Python executable": sys.executable,
     }
     for name in PACKAGES:
         info[f"{name} version"] = _version(name)
     info["CPU cores"] = str(os.cpu_count())
+    info["System RAM"] = _ram()
     info["Accelerators"] = _devices()
+    info.update(torch_info())
+    info.update(settings_info())
     for launcher in plugins.launchers:
         reason = launcher.unavailable_reason()
         info[f"launcher {launcher.name}"] = "usable" if reason is None else f"not usable: {reason}"
@@ -55,6 +64,56 @@ def _devices() -> str:
     if os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio"):
         return "TPU device nodes present"
     return "none (CPU only)"
+
+
+def _ram() -> str:
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return "unknown"
+    return f"{pages * size / 1024 ** 3:.1f} GiB"
+
+
+def torch_info() -> dict[str, str]:
+    """What torch itself sees: this imports torch (a second or two), which only `tx env` does."""
+    try:
+        import torch
+    except Exception as exc:  # not installed, or a broken install: say so, do not fail
+        return {"PyTorch": f"cannot import torch ({type(exc).__name__}: {exc})"}
+    mps = getattr(getattr(torch.backends, "mps", None), "is_available", lambda: False)()
+    cuda = torch.cuda.is_available()
+    out = {
+        "PyTorch CUDA available": f"{cuda}" + (
+            f" ({torch.cuda.device_count()} device(s), CUDA {torch.version.cuda})" if cuda
+            else " (CPU-only build)" if torch.version.cuda is None else f" (built for CUDA {torch.version.cuda})"),
+        "PyTorch MPS available": str(bool(mps)),
+        "PyTorch threads": f"{torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})",
+    }
+    return out
+
+
+def settings_info() -> dict[str, str]:
+    """tx's defaults and where it keeps things (config and cache paths)."""
+    from tx.core.defaults import default_report_to
+    from tx.core.paths import cache_home, jobs_dir
+    from tx.core.plugins import AUTOLOAD_ENV
+
+    report_to = default_report_to()
+    why = "tensorboard is installed" if report_to == "tensorboard" else "tensorboard is not installed"
+    hf_home = os.environ.get("HF_HOME") or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface")
+    accelerate_config = Path(os.environ.get("HF_HOME") or hf_home) / "accelerate" / "default_config.yaml"
+    offline = [k for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+               if os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")]
+    autoload_off = os.environ.get(AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return {
+        "Default report_to": f"{report_to} ({why}; override with --report_to)",
+        "tx cache": f"{cache_home()}" + (" (TX_CACHE_HOME)" if os.environ.get("TX_CACHE_HOME") else ""),
+        "tx job records": str(jobs_dir()),
+        "HF home": hf_home + (" (HF_HOME)" if os.environ.get("HF_HOME") else ""),
+        "accelerate config": str(accelerate_config) if accelerate_config.is_file() else "none",
+        "Hub access": "offline (" + ", ".join(offline) + ")" if offline else "online",
+        "Plugin autoload": f"off ({AUTOLOAD_ENV} is set)" if autoload_off else "on",
+    }
 
 
 def render(info: dict[str, str]) -> str:

@@ -45,6 +45,12 @@ class LaunchError(TxError):
 
 
 class Interrupted(TxError):
-    """The run was stopped by a signal; exit code follows the shell convention 128 + 2."""
+    """The run was stopped by a signal; the exit code follows the shell convention 128 + signal
+    (130 for SIGINT, 143 for SIGTERM), the same a killed process would give."""
 
     exit_code = 130
+
+    def __init__(self, message: str, hint: str | None = None, signum: int | None = None) -> None:
+        super().__init__(message, hint)
+        if signum:
+            self.exit_code = 128 + int(signum)

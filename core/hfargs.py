@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import difflib
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -81,14 +82,26 @@ def _make_parser(classes: tuple[type, ...]) -> argparse.ArgumentParser:
 
     class _Parser(HfArgumentParser):
         def error(self, message: str) -> None:  # argparse would print usage and exit(2)
-            raise ConfigError(_argparse_message(message))
+            raise ConfigError(_argparse_message(message), hint=_argparse_hint(message))
 
     return _Parser(classes, add_help=False)
 
 
 def _argparse_message(message: str) -> str:
     message = message.replace("the following arguments are required:", "missing required argument")
-    return message
+    return re.sub(r"argument (--\w+)/--[\w-]+:", r"argument \1:", message)  # one spelling of the flag
+
+
+def _argparse_hint(message: str) -> str | None:
+    """What to do about argparse's complaint (its message says what is wrong)."""
+    for needle, hint in (("invalid float value", "give a number, e.g. 3e-4 or 0.5"),
+                         ("invalid int value", "give a whole number, e.g. 8"),
+                         ("expected one argument", "give a value after the flag (--name value or --name=value)"),
+                         ("invalid choice", "use one of the listed values"),
+                         ("missing required argument", "add it to the command line or the --config file")):
+        if needle in message:
+            return hint
+    return None
 
 
 def field_defaults(classes: tuple[type, ...]) -> dict[str, Any]:
@@ -191,6 +204,7 @@ def build(classes: tuple[type, ...], values: dict[str, Any], unset: dict[str, An
 
         values["deepspeed"] = resolve_deepspeed(values["deepspeed"])
 
+    check_conflicts(values)
     secrets = {k: values[k] for k in SECRET_FIELDS if values.get(k)}
     stored = {k: v for k, v in values.items() if k not in SECRET_FIELDS and (k not in unset or unset[k] != v)}
 
@@ -209,6 +223,17 @@ def build(classes: tuple[type, ...], values: dict[str, Any], unset: dict[str, An
 
     run_args = RunArgs(model=instances[0], data=instances[1], training=instances[2], tx=instances[3])
     return ParsedArgs(values=stored, secrets=secrets, run_args=run_args)
+
+
+#: flags that cannot be set together, checked before TrainingArguments (whose own checks on a
+#: machine without a GPU would name only one of them)
+CONFLICTS = (("fp16", "bf16"), ("fp16_full_eval", "bf16_full_eval"))
+
+
+def check_conflicts(values: dict[str, Any]) -> None:
+    for a, b in CONFLICTS:
+        if values.get(a) and values.get(b):
+            raise ConfigError(f"--{a} and --{b} cannot be used together", hint="pick one")
 
 
 def _post_init_message(exc: BaseException) -> str:

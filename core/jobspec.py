@@ -85,8 +85,12 @@ def read(path: str | Path) -> JobSpec:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"job file {str(p)!r} does not exist", hint="pass a tx-job.yaml written by tx run") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"job file {str(p)!r} is not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # safe_load: a !!python tag is an error here, never code run
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"job file {str(p)!r} is not valid YAML{where}: {problem}",
+                          hint="pass a tx-job.yaml written by tx run") from None
     if not isinstance(data, dict) or "task" not in data or "args" not in data:
         raise ConfigError(f"{str(p)!r} is not a tx job file (no task/args)")
     if data.get("schema", 1) > SCHEMA_VERSION:

@@ -46,6 +46,17 @@ class ProcessPlan(Plan):
         return "\n".join(lines)
 
 
+#: ``python -m tx.core.launchtool MODULE ARGS``: a launch tool with tx's exit codes (launchtool.py)
+LAUNCHTOOL = "tx.core.launchtool"
+
+
+def worker_argv(job_file: Path | str, python: str | None = None) -> tuple[str, ...]:
+    """The one command every launched process ends up running."""
+    import sys
+
+    return (python or sys.executable, "-m", "tx.core.worker", str(job_file))
+
+
 @dataclass(frozen=True)
 class JobStatus:
     """What `tx status` shows for one scheduled job."""
@@ -73,8 +84,23 @@ class Launcher:
         """Why this launcher cannot run here (for `tx env`), or None. Must be cheap."""
         return None
 
+    def adjust_args(self, args: dict[str, Any], options: Any, *, known: set[str],
+                    given: set[str]) -> tuple[dict[str, Any], list[str]]:
+        """The job's HF arguments as this launcher needs them, and one note per change (`tx run`
+        prints them as ``tx: note:``); no side effects. Called before validation and before the
+        job is written, so the job spec shows the values that really run (the xla launcher swaps
+        the fused AdamW default for one that takes XLA tensors). ``args`` holds the non-default
+        values, ``known`` every HF argument the task accepts, ``given`` those the user set
+        (command line, config file or rerun job): a launcher should not override those."""
+        return dict(args), []
+
     def validate(self, job: JobSpec, options: Any) -> None:
         """Checks before launch that need the job and the options; raise ConfigError."""
+
+    def world_size(self, options: Any) -> int | None:
+        """How many worker processes the options ask for, when known before launch (used to
+        check a DeepSpeed config's train_batch_size); None when only the run can tell."""
+        return None
 
     def plan(self, job: JobSpec, options: Any, job_file: Path) -> Plan:
         """Pure: turn the job and options into a frozen Plan."""
@@ -93,3 +119,17 @@ class Launcher:
 
     def cancel(self, record: dict[str, Any]) -> str:
         raise NotImplementedError
+
+
+class ProcessLauncher(Launcher):
+    """A launcher whose plan is one local command (a :class:`ProcessPlan`) that starts the
+    workers: local, torchrun, deepspeed, accelerate, xla. ``launch()`` runs it in its own
+    session, streams its output, forwards Ctrl-C/SIGTERM and leaves no process behind
+    (:func:`tx.core.process.run_group`)."""
+
+    def launch(self, plan: Plan) -> int:
+        if not isinstance(plan, ProcessPlan):
+            raise TypeError(f"{type(self).__name__}.launch needs a ProcessPlan, got {type(plan).__name__}")
+        from tx.core.process import run_group
+
+        return run_group(plan.argv, dict(plan.env), plan.cwd)

@@ -16,8 +16,9 @@ from tx.core import hfargs, jobspec, options as launcher_options
 from tx.core.checkpoints import check_output_dir
 from tx.core.configfile import load_config
 from tx.core.deepspeed_config import check as check_deepspeed
-from tx.core.defaults import core_defaults, with_core_values
+from tx.core.defaults import check_report_to, core_defaults, with_core_values
 from tx.core.errors import ConfigError
+from tx.core.safety import check_remote_code
 from tx.core.jobspec import JobSpec
 from tx.core.launcher import Launcher, Plan
 from tx.core.plugins import Plugins
@@ -115,6 +116,8 @@ class Resolved:
     options: Any
     run_args: RunArgs
     secrets: dict[str, str]
+    #: what the launcher changed in the HF arguments (Launcher.adjust_args), printed by `tx run`
+    notes: tuple[str, ...] = ()
 
 
 def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resolved:
@@ -146,8 +149,8 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
     task = plugins.tasks.get(task_name)
     launcher = plugins.launchers.get(launcher_name or DEFAULT_LAUNCHER)
     option_values, hf_argv = launcher_options.split_options(launcher.options, flags.rest)
+    check_launcher_flags(hf_argv, launcher, list(plugins.launchers))
     opts = launcher_options.build_options(launcher.options, {**saved_options, **option_values})
-    launcher_options.check_foreign_flags(hf_argv, plugins.launchers, launcher, hfargs.field_names(task))
 
     if flags.from_job:
         base = config
@@ -155,6 +158,10 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
         base = {**core_defaults(), **task.default_args(given_keys(hf_argv) | set(config)), **config}
     parsed = hfargs.parse(task, hf_argv, base=base, transform=lambda values: absolutize(values, cwd))
     secrets = dict(parsed.secrets)
+    adjusted, notes = launcher.adjust_args(dict(parsed.values), opts, known=hfargs.field_names(task),
+                                           given=given_keys(hf_argv) | set(config))
+    if adjusted != parsed.values:  # parsed again, as the worker will parse the job
+        parsed = hfargs.parse(task, [], base=adjusted)
     validate_common(parsed.run_args)
     task.validate(parsed.run_args)
 
@@ -170,7 +177,34 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
     launcher.validate(job, opts)
     # a user DeepSpeed config must agree with the Trainer arguments (any launcher)
     check_deepspeed(parsed.run_args.training, launcher.world_size(opts))
-    return Resolved(job=job, task=task, launcher=launcher, options=opts, run_args=parsed.run_args, secrets=secrets)
+    return Resolved(job=job, task=task, launcher=launcher, options=opts, run_args=parsed.run_args, secrets=secrets,
+                    notes=tuple(notes))
+
+
+def check_launcher_flags(argv: list[str], launcher: Launcher, launchers: list[Launcher]) -> None:
+    """Pure: a kebab-case flag still in ``argv`` after the launcher took its own is a launcher flag
+    that is misspelt or belongs to another launcher (HF flags are snake_case): say which."""
+    import difflib
+
+    def flags_of(cls: type) -> list[str]:
+        names = launcher_options._fields(cls)
+        return [launcher_options.flag_name(n) for n in names] + ["--no-" + n.replace("_", "-") for n in names]
+
+    own = flags_of(launcher.options)
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if not flag.startswith("--"):
+            continue
+        # one-word flags too: --include would otherwise reach HF as a prefix of --include_for_metrics
+        owners = [other.name for other in launchers if other.name != launcher.name and flag in flags_of(other.options)]
+        if owners:
+            raise ConfigError(f"{flag} is an option of launcher {' and '.join(owners)}, not of {launcher.name!r}",
+                              hint=f"add --launcher {owners[0]}, or drop {flag}")
+        if "-" not in flag[2:].lstrip("-"):
+            continue
+        close = difflib.get_close_matches(flag, own, n=1, cutoff=0.6)
+        raise ConfigError(f"unknown flag {flag} for launcher {launcher.name!r}" + (f" (did you mean {close[0]}?)" if close else ""),
+                          hint=f"`tx run TASK --launcher {launcher.name} --help` lists its options")
 
 
 def plugins_from_env() -> list[str]:
@@ -192,6 +226,7 @@ def validate_common(args: RunArgs) -> None:
         raise ConfigError("nothing to do", hint="pass --do_train, --do_eval and/or --do_predict")
     if getattr(training, "fp16", False) and getattr(training, "bf16", False):
         raise ConfigError("--fp16 and --bf16 cannot be used together", hint="pick one")
+    check_report_to(getattr(training, "report_to", None))
     output_dir = Path(training.output_dir)
     check_output_dir(
         output_dir,
@@ -200,6 +235,7 @@ def validate_common(args: RunArgs) -> None:
         resume_from_checkpoint=training.resume_from_checkpoint,
     )
     check_writable(output_dir)
+    check_remote_code(args.model)
 
 
 def check_writable(output_dir: Path, min_free_mb: int = 50) -> None:
@@ -207,7 +243,8 @@ def check_writable(output_dir: Path, min_free_mb: int = 50) -> None:
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise ConfigError(f"cannot create output_dir {str(output_dir)!r}: {str(existing)!r} is a file")
+        raise ConfigError(f"cannot create output_dir {str(output_dir)!r}: {str(existing)!r} is a file",
+                          hint="choose another --output_dir")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"output_dir {str(output_dir)!r} is not writable", hint="choose another --output_dir or fix permissions")
     free_mb = shutil.disk_usage(existing).free // (1024 * 1024)

@@ -29,6 +29,10 @@ def render_help(plugins: Any, task_name: str | None, launcher_name: str | None) 
     ]
     launcher = plugins.launchers.get(launcher_name or "local")
     rows = options.describe(launcher.options)
+    lines += ["", f"launcher {launcher.name!r}: {launcher.description}"]
+    reason = launcher.unavailable_reason()
+    if reason:
+        lines.append(f"  not usable here: {reason}")
     if rows:
         lines += _section(f"launcher {launcher.name!r} flags", rows)
     if not task_name:

@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tx.core import hfargs
+from tx.core import distributed, hfargs
+from tx.core.atomic_checkpoint import atomic
 from tx.core.builtin_models import is_builtin
-from tx.core.checkpoints import check_output_dir
+from tx.core.checkpoints import check_output_dir, last_checkpoint
 from tx.core.errors import Interrupted
-from tx.core.interrupt import StopFlag, make_callback
+from tx.core.interrupt import StopFlag, make_callback, signal_name
 from tx.core.jobspec import JobSpec
+from tx.core.loss import final_log_callback, with_true_loss
 from tx.core.plugins import Plugins
 from tx.core.task import RunContext, Task
 
@@ -42,12 +44,17 @@ def _setup_logging(training: Any) -> None:
 def run(task: Task, job: JobSpec, plugins: Plugins) -> dict[str, Any]:
     """Train/evaluate/predict as the job says; return all metrics. Raises TxError subclasses."""
     started = time.monotonic()
-    parsed = hfargs.parse(task, [], base=job.args)
+    # Several processes without CUDA: use_cpu + gloo, decided here where the devices are known.
+    base, notes = distributed.worker_args(job.args)
+    parsed = hfargs.parse(task, [], base=base)
     args = parsed.run_args
     training, txargs = args.training, args.tx
     if txargs.logging_dir:
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", txargs.logging_dir)
     _setup_logging(training)
+    distributed.check_world_size(training)  # N processes must form one N-process job
+    if notes and distributed.is_main_rank():
+        print("tx: note: " + "; ".join(notes), file=sys.stderr, flush=True)
 
     output_dir = Path(training.output_dir)
     last = check_output_dir(
@@ -56,18 +63,27 @@ def run(task: Task, job: JobSpec, plugins: Plugins) -> dict[str, Any]:
         overwrite=txargs.overwrite_output_dir,
         resume_from_checkpoint=training.resume_from_checkpoint,
     )
+    # A scheduler restarted this same job (Slurm requeue, TX_RESTART_COUNT >= 1): continue from its
+    # newest checkpoint, whatever --overwrite_output_dir/--resume_from_checkpoint meant for the first start.
+    restarted = os.environ.get("TX_RESTART_COUNT", "0") not in ("", "0") and training.do_train
+    if restarted:
+        last = last_checkpoint(output_dir) or last
     from transformers import Seq2SeqTrainer, Trainer, set_seed
 
+    # A signal while loading exits at once (128+N); during training it saves first (interrupt.py).
+    flag = StopFlag(save_on_interrupt=txargs.save_on_interrupt)
+    flag.install()
     set_seed(training.seed)
     parts = task.build(RunContext(args=args, job=job, last_checkpoint=str(last) if last else None))
 
-    flag = StopFlag()
     callbacks = list(plugins.trainer_callbacks(job=job))
-    if txargs.save_on_interrupt:
-        flag.install()
-        callbacks.append(make_callback(flag))
+    callbacks.append(make_callback(flag))
+    callbacks.append(final_log_callback())  # train_loss averaged over all processes (loss.py)
+    if training.dataloader_pin_memory and training.device.type == "cpu":
+        training.dataloader_pin_memory = False  # pinning only speeds copies to a GPU; on CPU torch warns mid-bar
     seq2seq = task.training_arguments == "seq2seq"
-    trainer_cls = Seq2SeqTrainer if seq2seq else Trainer
+    # with_true_loss: the loss of N processes equals that of one (loss.py)
+    trainer_cls = atomic(with_true_loss(Seq2SeqTrainer if seq2seq else Trainer))  # checkpoint-N complete or absent
     trainer = trainer_cls(
         model=parts.model,
         args=training,
@@ -83,17 +99,17 @@ def run(task: Task, job: JobSpec, plugins: Plugins) -> dict[str, Any]:
     results: dict[str, Any] = {}
 
     if training.do_train:
-        checkpoint = training.resume_from_checkpoint or (str(last) if last else None)
+        checkpoint = (str(last) if restarted and last else None) or training.resume_from_checkpoint \
+            or (str(last) if last else None)
         if checkpoint and trainer.is_world_process_zero():
             logger.info("resuming from %s", checkpoint)
         outcome = trainer.train(resume_from_checkpoint=checkpoint)
         if getattr(trainer.state, "tx_interrupted", False):
-            raise Interrupted(
-                f"training stopped by signal {flag.signum} at step {trainer.state.global_step}; "
-                f"checkpoint saved in {output_dir}",
-                hint="run the same command again to resume",
-            )
+            raise interrupted(flag.signum, trainer.state.global_step, output_dir)
         trainer.save_model()
+        if flag.requested:  # the signal came after the last step: the model is saved, stop here
+            raise Interrupted(f"stopped by {signal_name(flag.signum)} after training; the model is saved in {output_dir}",
+                              hint="evaluation and prediction were skipped", signum=flag.signum)
         metrics = dict(outcome.metrics)
         metrics["train_samples"] = len(parts.train_dataset)
         trainer.log_metrics("train", metrics)
@@ -129,6 +145,14 @@ def run(task: Task, job: JobSpec, plugins: Plugins) -> dict[str, Any]:
             logger.warning("could not write the model card: %s", exc)
         print_summary(output_dir, results, time.monotonic() - started)
     return results
+
+
+def interrupted(signum: int | None, step: int, output_dir: Path) -> Interrupted:
+    """The one line an interrupted training ends with: where its checkpoint is, how to resume."""
+    checkpoint = output_dir / f"checkpoint-{step}"
+    saved = f"checkpoint saved in {checkpoint}" if checkpoint.is_dir() else "no checkpoint could be saved"
+    return Interrupted(f"training stopped by {signal_name(signum)} at step {step}; {saved}",
+                       hint="Run the same command again to resume", signum=signum)
 
 
 def print_summary(output_dir: Path, results: dict[str, Any], seconds: float) -> None:

@@ -5,6 +5,7 @@ The job file is the only argument, so nothing is ever re-quoted through a shell.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -17,20 +18,39 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m tx.core.worker <tx-job.yaml>", file=sys.stderr)
         return 2
     from tx.core import jobspec, plugins, trainer
+    from tx.core.errors import Interrupted
+    from tx.core.interrupt import SignalExit, exit_code_for, signal_name
 
+    rank = os.environ.get("RANK", "0")
+    prefix = "tx: " if rank == "0" else f"tx[rank {rank}]: "
     try:
         job = jobspec.read(argv[0])
         loaded = plugins.load(extra_modules=job.plugins)
         task = loaded.tasks.get(job.task)
         trainer.run(task, job, loaded)
+    except Interrupted as exc:  # every rank stops at the same step: rank 0 alone says so
+        if rank == "0":
+            print(f"tx: interrupted: {exc.one_line()}", file=sys.stderr, flush=True)
+        return exc.exit_code
     except TxError as exc:
-        rank = os.environ.get("RANK", "0")
-        prefix = "tx: " if rank == "0" else f"tx[rank {rank}]: "
         print(f"{prefix}error: {exc.one_line()}", file=sys.stderr, flush=True)
         return exc.exit_code
+    except SignalExit as exc:  # outside training, or a second signal: stopped without saving
+        if rank == "0":
+            print(f"tx: interrupted: stopped by {signal_name(exc.signum)} (nothing saved since the last "
+                  "checkpoint). Run the same command again to resume.", file=sys.stderr, flush=True)
+        return exit_code_for(exc.signum)
     except KeyboardInterrupt:
-        print("tx: interrupted", file=sys.stderr, flush=True)
+        if rank == "0":
+            print("tx: interrupted: stopped by SIGINT. Run the same command again to resume.",
+                  file=sys.stderr, flush=True)
         return 130
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            print(f"{prefix}error: no space left on the device ({exc.filename or 'while writing'}). Free some "
+                  "space, then run the same command again to resume.", file=sys.stderr, flush=True)
+            return 1
+        raise
     return 0
 
 

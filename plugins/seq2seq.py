@@ -8,11 +8,11 @@ A subclass says which texts are the source and the target and which metric score
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterator, Mapping
 
-from tx.core.builtin_models import train_tokenizer
 from tx.core.errors import ConfigError
 from tx.core.task import RunArgs, RunContext, Task, TaskParts
 from tx.plugins.common import (
@@ -25,8 +25,11 @@ from tx.plugins.common import (
     check_model_name,
     hub_kwargs,
     loading_model,
+    model_card,
     model_path,
     pick_split,
+    save_tiny,
+    tiny_tokenizer,
 )
 
 __all__ = ["USER_CHOICE_KEYS", "Seq2SeqDataArguments", "Seq2SeqModelArguments", "Seq2SeqTask", "check_local_model"]
@@ -36,7 +39,7 @@ __all__ = ["USER_CHOICE_KEYS", "Seq2SeqDataArguments", "Seq2SeqModelArguments", 
 class Seq2SeqModelArguments(ModelArguments):
     """Which model/config/tokenizer to fine-tune (the HF seq2seq scripts' ModelArguments)."""
 
-    resize_position_embeddings: bool | None = field(
+    resize_position_embeddings: bool = field(  # type: ignore[assignment]  # bool so the bare flag works (HF)
         default=None,
         metadata={"help": "Resize the position embeddings when max_source_length exceeds them "
                   "(default: resize with a warning)."},
@@ -175,8 +178,15 @@ class Seq2SeqTask(Task):
         self.check_columns(list(ds.column_names), data, where)
 
     def builtin_texts(self) -> list[str]:
-        """Texts the tiny built-in tokenizer is trained on."""
+        """Texts the tiny built-in tokenizer is trained on (from :meth:`shipped_rows`)."""
         raise NotImplementedError
+
+    def shipped_rows(self) -> Iterator[dict[str, Any]]:
+        """The rows of the shipped training data (data_dir/train.jsonl)."""
+        with open(self.data_dir / "train.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
 
     def builtin_defaults(self) -> dict[str, Any]:
         """Training settings of the built-in default run."""
@@ -237,9 +247,8 @@ class Seq2SeqTask(Task):
             compute_metrics=compute,
             write_predictions=self._writer(tokenizer) if training.predict_with_generate else None,
             generation_kwargs=gen,
-            card={"tasks": self.name, "tags": ["tx", self.name], "dataset": data.dataset_name or "local files",
-                  "dataset_args": data.dataset_config_name,
-                  "language": list(dict.fromkeys(c for c in self.language_codes(data) if c))},
+            card=model_card(data, self.name,
+                            language=list(dict.fromkeys(c for c in self.language_codes(data) if c))),
         )
 
     # -- the shared mechanics ------------------------------------------------------------------
@@ -276,35 +285,20 @@ class Seq2SeqTask(Task):
                 f"--max_source_length {data.max_source_length} exceeds the model's {limit} position embeddings",
                 hint=f"lower --max_source_length to {limit} or pass --resize_position_embeddings",
             )
-        if hasattr(model, "resize_position_embeddings"):
+        try:  # every PreTrainedModel has the method; most raise NotImplementedError
             model.resize_position_embeddings(data.max_source_length)
-        else:
+        except NotImplementedError:
             data.max_source_length = limit
 
     def _build_builtin(self, out: Path) -> None:
         from transformers import T5Config, T5ForConditionalGeneration
 
-        tokenizer = train_tokenizer(self.builtin_texts(), vocab_size=1200, special_tokens=["<pad>", "</s>", "<unk>"])
-        tokenizer.pad_token, tokenizer.eos_token, tokenizer.unk_token = "<pad>", "</s>", "<unk>"
-        tokenizer.model_max_length = 512
-        config = T5Config(
-            vocab_size=len(tokenizer),
-            d_model=128,
-            d_ff=512,
-            d_kv=32,
-            num_layers=2,
-            num_decoder_layers=2,
-            num_heads=4,
-            dropout_rate=0.0,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.pad_token_id,
-        )
-        import torch
-
-        torch.manual_seed(0)
-        T5ForConditionalGeneration(config).save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        tokenizer = tiny_tokenizer(self.builtin_texts(), 1200, {"pad_token": "<pad>", "eos_token": "</s>",
+                                                                "unk_token": "<unk>"}, max_length=512)
+        config = T5Config(vocab_size=len(tokenizer), d_model=128, d_ff=512, d_kv=32, num_layers=2, num_decoder_layers=2,
+                          num_heads=4, dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id,
+                          eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+        save_tiny(out, T5ForConditionalGeneration, config, tokenizer)
 
     def _split(self, raw: Any, split: str, limit: int | None, wanted: bool, ctx: RunContext,
                tokenizer: Any, data: Any, max_target: int | None) -> Any:
@@ -351,6 +345,8 @@ class Seq2SeqTask(Task):
                              desc=f"Checking {split} texts")
         dropped = len(ds) - len(kept)
         if dropped == len(ds):
+            from tx.core.errors import DataError
+
             raise DataError(f"every row of the {split} split has an empty source or target text",
                             hint="check the data and the column flags")
         if dropped and ctx.is_main_process:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,19 +63,10 @@ class SummarizationTask(Seq2SeqTask):
             "warmup_steps": 20,
             "per_device_train_batch_size": 8,
             "per_device_eval_batch_size": 64,
-            "logging_steps": 25,
-            "save_strategy": "epoch",
-            "save_total_limit": 2,
-            "seed": 42,
         }
 
     def builtin_texts(self) -> list[str]:
-        texts = []
-        with open(self.data_dir / "train.jsonl", encoding="utf-8") as fh:
-            for line in fh:
-                row = json.loads(line)
-                texts.append(row["document"])
-        return texts
+        return [row["document"] for row in self.shipped_rows()]
 
     def _columns(self, columns: list[str], data: Any) -> tuple[str, str]:
         known = KNOWN_COLUMNS.get(data.dataset_name or "")
