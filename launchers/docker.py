@@ -494,8 +494,10 @@ class DockerLauncher(Launcher):
         save_record(record)
         short = container.id[:12]
         if plan.detach:
-            print(f"tx: job {plan.job_id} runs in container {short} ({plan.name}), image {plan.image}")
-            print(f"tx: follow it with `tx logs -f {plan.job_id}`, stop it with `tx cancel {plan.job_id}`")
+            from tx.core.submit_summary import submit_summary
+
+            details = [("container", plan.name), ("image", plan.image), ("inner", plan.inner)]
+            print(submit_summary(record, details), flush=True)
             return 0
         print(f"tx: container {short} ({plan.name}) started from {plan.image}; Ctrl-C stops it", file=sys.stderr, flush=True)
         return _follow(container, record)

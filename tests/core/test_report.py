@@ -255,8 +255,8 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     and leaves report_to to tx's default (tensorboard, installed here)."""
     base = tmp_path_factory.mktemp("report-runs")
     a, b, tb = base / "lr-1e-3", base / "lr-5e-4", base / "tb-logs"
-    result = run_tx("run", "summarization", *REAL_FLAGS, "--report_to", "tensorboard", "--logging_dir", str(tb),
-                    "--output_dir", str(a))
+    result = run_tx("run", "summarization", *REAL_FLAGS, "--learning_rate", "1e-3", "--report_to", "tensorboard",
+                    "--logging_dir", str(tb), "--output_dir", str(a))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     result = run_tx("run", "summarization", *_without_report_to(REAL_FLAGS), "--learning_rate", "5e-4",
                     "--output_dir", str(b))

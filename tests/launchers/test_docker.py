@@ -281,7 +281,9 @@ def test_dead_containers_show_failed_with_exit_code(image: Any, client: Any, hom
     oom = home["runs"] / "oom"
     result = run_tx(*docker_run_args(oom, "--memory", "128m", "--detach"), env=home["env"])
     assert result.returncode == 0, result.stderr
-    assert "tx logs -f" in result.stdout
+    # the submit screen: job id, container, where outputs go, how to follow it
+    assert f"submitted {job_id_of(oom)} to docker (container " in result.stdout, result.stdout
+    assert "outputs" in result.stdout and f"tx logs -f {job_id_of(oom)}" in result.stdout
     # 2) the worker itself fails: a plugin given with -p exists on the host but not in the image
     (tmp_path / "tx_host_only_plugin.py").write_text('"""A plugin module installed on the host only."""\n')
     missing = home["runs"] / "missing-plugin"

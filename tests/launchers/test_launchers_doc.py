@@ -32,7 +32,7 @@ CMDS = commands(PAGE.read_text(encoding="utf-8"))
 
 def test_the_page_has_an_example_per_launcher() -> None:
     used = {argv[argv.index("--launcher") + 1] for argv in CMDS if "--launcher" in argv}
-    assert {"torchrun", "deepspeed", "accelerate"} <= used
+    assert {"torchrun", "deepspeed", "accelerate", "xla", "slurm", "docker"} <= used
     assert any(argv[:2] == ["run", "summarization"] and "--launcher" not in argv for argv in CMDS)  # local
 
 
