@@ -116,17 +116,24 @@ def run_cmd(ctx: typer.Context) -> None:
 
         typer.echo(render_help(loaded, flags.task, flags.launcher))
         return
-    resolved = runner.resolve(loaded, flags)
-    for note in resolved.notes:  # what the launcher changed in the HF arguments (Launcher.adjust_args)
-        typer.echo(f"tx: note: {note}", err=True)
-    the_plan = runner.plan(resolved)
-    if flags.dry_run:
-        typer.echo(f"# job spec ({resolved.job.job_file} is written at launch)")
-        typer.echo(resolved.job.dump().rstrip())
-        typer.echo(f"# plan for launcher {resolved.launcher.name!r}")
-        typer.echo(the_plan.render())
-        return
-    code = runner.launch(resolved, the_plan)
+    from tx.core import stage
+
+    if runner.staged_launcher(loaded, flags) is not None and stage.output_reaches_child():
+        # a process launcher: `tx` only waits, so validation and the job file happen in a child
+        # and this process never imports torch (tx.core.stage)
+        code = stage.run(loaded, list(ctx.args))
+    else:  # --dry-run, schedulers (they return at once), other launchers: all here
+        resolved = runner.resolve(loaded, flags)
+        for note in resolved.notes:  # what the launcher changed in the HF arguments (Launcher.adjust_args)
+            typer.echo(f"tx: note: {note}", err=True)
+        the_plan = runner.plan(resolved)
+        if flags.dry_run:
+            typer.echo(f"# job spec ({resolved.job.job_file} is written at launch)")
+            typer.echo(resolved.job.dump().rstrip())
+            typer.echo(f"# plan for launcher {resolved.launcher.name!r}")
+            typer.echo(the_plan.render())
+            return
+        code = runner.launch(resolved, the_plan)
     if code == 137:  # SIGKILL from outside (a stop tx forwards exits 130/143 with its own line)
         typer.echo("tx: error: the run was killed (SIGKILL; out of memory? see `dmesg`). Run the same command "
                    "again to resume from the last complete checkpoint.", err=True)

@@ -125,7 +125,12 @@ class ProcessLauncher(Launcher):
     """A launcher whose plan is one local command (a :class:`ProcessPlan`) that starts the
     workers: local, torchrun, deepspeed, accelerate, xla. ``launch()`` runs it in its own
     session, streams its output, forwards Ctrl-C/SIGTERM and leaves no process behind
-    (:func:`tx.core.process.run_group`)."""
+    (:func:`tx.core.process.run_group`).
+
+    `tx run` with such a launcher only waits, so it never imports torch: a child process
+    resolves, validates and writes the job and hands the plan back, and `tx` runs it
+    (tx.core.stage). ``plan()`` and ``launch()`` must therefore work in a process that loaded
+    the plugins but never ran ``validate()``, and the plan must pickle."""
 
     def launch(self, plan: Plan) -> int:
         if not isinstance(plan, ProcessPlan):
@@ -133,3 +138,11 @@ class ProcessLauncher(Launcher):
         from tx.core.process import run_group
 
         return run_group(plan.argv, dict(plan.env), plan.cwd)
+
+    def worker_in_process(self, plan: Plan, job_file: Path | str) -> bool:
+        """True when running ``plan`` means running one worker of this interpreter on
+        ``job_file``, with tx's environment and working directory (the local launcher's plan):
+        `tx run` then trains in the process that validated the job instead of starting another
+        Python that imports torch and transformers again (tx.core.stage)."""
+        return (type(self).launch is ProcessLauncher.launch and isinstance(plan, ProcessPlan)
+                and plan.argv == worker_argv(job_file) and not plan.env and plan.cwd is None)

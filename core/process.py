@@ -163,7 +163,8 @@ def _own_children() -> set[int]:
     return {pid for pid, (ppid, _, _) in _process_table().items() if ppid == me}
 
 
-def run_group(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None) -> int:
+def run_group(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None,
+              pass_fds: Sequence[int] = ()) -> int:
     """Start ``argv`` in a new session, stream its output (inherited stdout/stderr), forward
     SIGINT/SIGTERM/SIGHUP/SIGUSR1, and return the shell-style exit code.
 
@@ -174,13 +175,14 @@ def run_group(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: st
     (default 30) to save and exit; a second stop signal, or the end of the grace, kills every
     process of the job. Whatever happens, no process of the job outlives this call. When the job
     was stopped by a signal and did not finish cleanly, the exit code is 128 + that signal.
+    ``pass_fds`` stay open in the child (tx.core.stage hands the plan back through a pipe).
     """
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
     before = _own_children()
     subreaper = _set_subreaper(True)
-    proc = subprocess.Popen(list(argv), env=full_env, cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(list(argv), env=full_env, cwd=cwd, start_new_session=True, pass_fds=tuple(pass_fds))
     job = _Job(proc, ProcessTree(proc.pid, before))
     previous = {sig: signal.signal(sig, job.on_signal) for sig in FORWARDED}
     try:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from tx.core import hfargs, jobspec, options as launcher_options
 from tx.core.checkpoints import check_output_dir
@@ -156,12 +157,13 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
         base = config
     else:
         base = {**core_defaults(), **task.default_args(given_keys(hf_argv) | set(config)), **config}
-    parsed = hfargs.parse(task, hf_argv, base=base, transform=lambda values: absolutize(values, cwd))
-    secrets = dict(parsed.secrets)
-    adjusted, notes = launcher.adjust_args(dict(parsed.values), opts, known=hfargs.field_names(task),
-                                           given=given_keys(hf_argv) | set(config))
-    if adjusted != parsed.values:  # parsed again, as the worker will parse the job
-        parsed = hfargs.parse(task, [], base=adjusted)
+    with light_training_arguments():  # TrainingArguments are built here
+        parsed = hfargs.parse(task, hf_argv, base=base, transform=lambda values: absolutize(values, cwd))
+        secrets = dict(parsed.secrets)
+        adjusted, notes = launcher.adjust_args(dict(parsed.values), opts, known=hfargs.field_names(task),
+                                               given=given_keys(hf_argv) | set(config))
+        if adjusted != parsed.values:  # parsed again, as the worker will parse the job
+            parsed = hfargs.parse(task, [], base=adjusted)
     validate_common(parsed.run_args)
     task.validate(parsed.run_args)
 
@@ -179,6 +181,44 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
     check_deepspeed(parsed.run_args.training, launcher.world_size(opts))
     return Resolved(job=job, task=task, launcher=launcher, options=opts, run_args=parsed.run_args, secrets=secrets,
                     notes=tuple(notes))
+
+
+@contextmanager
+def light_training_arguments() -> Iterator[None]:
+    """Build TrainingArguments without importing the model stack.
+
+    ``TrainingArguments.__post_init__`` (transformers 5) asks ``transformers.integrations`` whether
+    it runs in a Kubeflow TrainJob. That name lives in ``integration_utils``, whose import pulls
+    in ``PreTrainedModel`` and with it torch._dynamo, torch.distributed, scipy and sympy: about
+    as long again as importing TrainingArguments itself, for an answer that is two environment
+    variables. While arguments are validated the lazy module gets the same answer from here;
+    afterwards the name is removed again, so the real one loads on first use (the worker).
+    """
+    import sys
+
+    module = sys.modules.get("transformers.integrations")
+    if module is None:
+        try:
+            import transformers.integrations as module  # a lazy module: cheap until a name is used
+        except ImportError:
+            yield
+            return
+    if "is_kubeflow_available" in vars(module):  # already loaded for real: nothing to save
+        yield
+        return
+    module.is_kubeflow_available = _is_kubeflow_available  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if vars(module).get("is_kubeflow_available") is _is_kubeflow_available:
+            delattr(module, "is_kubeflow_available")
+
+
+def _is_kubeflow_available() -> bool:
+    """transformers.integrations.integration_utils.is_kubeflow_available, without its imports."""
+    if os.getenv("DISABLE_KUBEFLOW_INTEGRATION", "FALSE").upper() == "TRUE":
+        return False
+    return os.getenv("KUBEFLOW_TRAINER_SERVER_URL") is not None
 
 
 def check_launcher_flags(argv: list[str], launcher: Launcher, launchers: list[Launcher]) -> None:
@@ -259,10 +299,39 @@ def plan(resolved: Resolved) -> Plan:
     return resolved.launcher.plan(resolved.job, resolved.options, resolved.job.job_file)
 
 
-def launch(resolved: Resolved, the_plan: Plan) -> int:
-    """Write the job file, hand secrets to the children's environment, run the plan."""
+def write_job(resolved: Resolved) -> dict[str, str]:
+    """Write the job file; return what the workers' environment needs on top of tx's (secrets
+    travel this way, never through a file)."""
     jobspec.write(resolved.job)
     token = resolved.secrets.get("token") or resolved.secrets.get("hub_token")
-    if token:
-        os.environ["HF_TOKEN"] = token  # inherited by the workers, never written anywhere
+    return {"HF_TOKEN": token} if token else {}
+
+
+def launch(resolved: Resolved, the_plan: Plan) -> int:
+    """Write the job file, hand secrets to the children's environment, run the plan."""
+    os.environ.update(write_job(resolved))  # inherited by the workers, never written anywhere
     return resolved.launcher.launch(the_plan)
+
+
+def staged_launcher(plugins: Plugins, flags: RunFlags) -> Launcher | None:
+    """The launcher of this run when it is a process launcher (tx.core.stage then resolves and
+    validates in a child, so this process never imports torch), found the way ``resolve`` finds
+    it but without parsing HF arguments. None for schedulers and other launchers, and when
+    only ``resolve`` can tell (it then reports what is wrong)."""
+    from tx.core.errors import TxError
+    from tx.core.launcher import ProcessLauncher
+
+    if flags.dry_run or flags.help or not (flags.task or flags.from_job):
+        return None
+    try:
+        name = flags.launcher
+        if not name and flags.from_job:
+            name = jobspec.read(flags.from_job).launcher
+        elif not name and flags.config:
+            name = load_config(flags.config).get("launcher")
+        if name is not None and not isinstance(name, str):
+            return None
+        launcher = plugins.launchers.get(name or DEFAULT_LAUNCHER)
+    except TxError:
+        return None
+    return launcher if isinstance(launcher, ProcessLauncher) else None

@@ -8,8 +8,12 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from tx.core.errors import TxError
+
+if TYPE_CHECKING:
+    from tx.core.plugins import Plugins
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m tx.core.worker <tx-job.yaml>", file=sys.stderr)
         return 2
+    return run(argv[0])
+
+
+def run(job_file: str, loaded: Plugins | None = None) -> int:
+    """Run the job in ``job_file`` in this process; return its exit code. ``loaded``: plugins
+    already loaded here (`tx run --launcher local` trains in the process that validated the job,
+    tx.core.stage), used when they hold every plugin module the job names."""
     from tx.core import jobspec, plugins, trainer
     from tx.core.errors import Interrupted
     from tx.core.interrupt import SignalExit, exit_code_for, signal_name
@@ -24,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     rank = os.environ.get("RANK", "0")
     prefix = "tx: " if rank == "0" else f"tx[rank {rank}]: "
     try:
-        job = jobspec.read(argv[0])
-        loaded = plugins.load(extra_modules=job.plugins)
+        job = jobspec.read(job_file)
+        if loaded is None or not set(job.plugins) <= {info.module for info in loaded.infos.values()}:
+            loaded = plugins.load(extra_modules=job.plugins)
         task = loaded.tasks.get(job.task)
         trainer.run(task, job, loaded)
     except Interrupted as exc:  # every rank stops at the same step: rank 0 alone says so

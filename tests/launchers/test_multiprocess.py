@@ -203,7 +203,8 @@ def test_two_standalone_torchrun_jobs_on_one_host_do_not_collide(tmp_path: Path)
         "dist.all_reduce(t)\n"
         "time.sleep(3)\n"  # both jobs up at once
         "dist.barrier()\n"
-        "print('sum', int(t.item()), 'world', dist.get_world_size(), flush=True)\n"
+        # one write(2) per line: the two ranks share the pipe, and print() may split a line
+        "os.write(1, f'sum {int(t.item())} world {dist.get_world_size()}\\n'.encode())\n"
         "dist.destroy_process_group()\n")
     argv = [sys.executable, "-m", LAUNCHTOOL, "torch.distributed.run",
             *torchrun_args(TorchrunOptions(nproc_per_node="2")), str(script)]
