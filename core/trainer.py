@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tx.core import distributed, hfargs
+from tx.core import distributed, hfargs, threads
 from tx.core.atomic_checkpoint import atomic
 from tx.core.builtin_models import is_builtin
 from tx.core.checkpoints import check_output_dir, last_checkpoint
 from tx.core.errors import Interrupted
 from tx.core.interrupt import StopFlag, make_callback, signal_name
 from tx.core.jobspec import JobSpec
+from tx.core.lengths import length_aware
 from tx.core.loss import final_log_callback, with_true_loss
 from tx.core.plugins import Plugins
 from tx.core.task import RunContext, Task
@@ -74,16 +75,21 @@ def run(task: Task, job: JobSpec, plugins: Plugins) -> dict[str, Any]:
     flag = StopFlag(save_on_interrupt=txargs.save_on_interrupt)
     flag.install()
     set_seed(training.seed)
+    # CPU training: no more intra-op threads than the cores other processes leave free (threads.py)
+    tuner = threads.ThreadTuner() if threads.should_tune(accelerator=training.device.type != "cpu") else None
     parts = task.build(RunContext(args=args, job=job, last_checkpoint=str(last) if last else None))
 
     callbacks = list(plugins.trainer_callbacks(job=job))
+    if tuner is not None:
+        callbacks.append(threads.callback(tuner))
     callbacks.append(make_callback(flag))
     callbacks.append(final_log_callback())  # train_loss averaged over all processes (loss.py)
     if training.dataloader_pin_memory and training.device.type == "cpu":
         training.dataloader_pin_memory = False  # pinning only speeds copies to a GPU; on CPU torch warns mid-bar
     seq2seq = task.training_arguments == "seq2seq"
-    # with_true_loss: the loss of N processes equals that of one (loss.py)
-    trainer_cls = atomic(with_true_loss(Seq2SeqTrainer if seq2seq else Trainer))  # checkpoint-N complete or absent
+    # with_true_loss: the loss of N processes equals that of one (loss.py); length_aware: evaluation over
+    # length-sorted rows with results in dataset order, shuffled length-grouped training batches (lengths.py)
+    trainer_cls = atomic(with_true_loss(length_aware(Seq2SeqTrainer if seq2seq else Trainer)))  # checkpoint-N complete or absent
     trainer = trainer_cls(
         model=parts.model,
         args=training,
