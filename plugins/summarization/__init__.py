@@ -58,7 +58,7 @@ class SummarizationTask(Seq2SeqTask):
         return {
             "max_source_length": 256,
             "max_target_length": 64,
-            "num_train_epochs": 2,
+            "num_train_epochs": 5,
             "learning_rate": 2e-3,
             "warmup_steps": 20,
             "per_device_train_batch_size": 8,
