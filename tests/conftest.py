@@ -81,3 +81,29 @@ SMALL_SUMMARIZATION = (
     "--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--save_strategy", "no",
     "--report_to", "none", "--disable_tqdm", "true",
 )
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``, read from /proc (for tests that check no child is left)."""
+    parents: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(name)] = int(stat[stat.rfind(")") + 2:].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_tx
+from tests.conftest import alive, descendants, ROOT, run_tx
 from tx.core.checkpoints import is_complete_checkpoint, last_checkpoint
 
 DATA = ROOT / "plugins" / "summarization" / "data"
@@ -42,29 +42,6 @@ def env(**extra: str) -> dict[str, str]:
             **extra}
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (from /proc)."""
-    parents: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                stat = Path(f"/proc/{name}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(name)] = int(stat[stat.rfind(")") + 2:].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, pp in parents.items() if pp in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
 
 
 def interrupt(tmp_path: Path, sig: int, *extra: str) -> tuple[subprocess.CompletedProcess[str], Path, set[int]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HEAVY_MODULES, ROOT, assert_one_line_error, read_json
+from tests.conftest import assert_one_line_error, descendants, HEAVY_MODULES, read_json, ROOT
 from tx.core import stage
 from tx.core.plugins import load
 from tx.core.run import split_tx_flags, staged_launcher
@@ -25,21 +25,6 @@ from tx.core.run import split_tx_flags, staged_launcher
 DATA = ROOT / "plugins" / "summarization" / "data"
 PLUGIN_DIR = Path(__file__).resolve().parent  # tx_fault_plugin: slows steps, says which step ended
 
-
-def descendants(pid: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                stat = Path(f"/proc/{name}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(name)] = int(stat[stat.rfind(")") + 2:].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, pp in parents.items() if pp in frontier} - found
-        found |= frontier
-    return found
 
 
 def maps_torch(pid: int) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, read_json, run_tx
+from tests.conftest import alive, descendants, read_json, ROOT, run_tx
 from tx.core.launcher import LAUNCHTOOL
 from tx.launchers.torchrun import TorchrunOptions, torchrun_args
 
@@ -117,28 +117,6 @@ def test_accelerate_two_processes_equal_one_process_with_twice_the_batch(
 
 # ---- stopping a real torchrun job ---------------------------------------------------------------
 
-def descendants(pid: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                stat = Path(f"/proc/{name}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(name)] = int(stat[stat.rfind(")") + 2:].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, pp in parents.items() if pp in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
 
 
 def start_long_torchrun_job(out: Path) -> tuple[subprocess.Popen[str], list[str], list[str], set[int]]:

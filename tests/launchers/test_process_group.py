@@ -16,15 +16,10 @@ import pytest
 
 from tx.core.launchtool import failure_code, free_port, substitute
 
+from tests.conftest import alive
+
 FAKE = Path(__file__).with_name("fake_launch_tool.py")
 
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
 
 
 def start(tmp_path: Path, tool_mode: str, worker_mode: str, grace: float = 30) -> subprocess.Popen[str]:
