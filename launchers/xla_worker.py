@@ -18,6 +18,13 @@ import traceback
 _IMPORT_ERROR: BaseException | None = None
 
 
+
+def say(line: str) -> None:
+    """One line to stderr in a single write: device threads print at once, and print() writes
+    the text and its newline separately, so their lines would run into each other."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
 def _preload() -> None:
     import datasets  # noqa: F401
     import evaluate  # noqa: F401
@@ -84,11 +91,11 @@ def run_device(index: int, job_file: str, num_cores: int | None) -> None:
             count, total_ns = (compiles[0], compiles[1]) if compiles else (0, 0)
             print(f"tx: xla: {count} XLA graph compilations took {total_ns / 1e9:.1f}s", flush=True)
     except TxError as exc:
-        print(f"tx: error: {exc.one_line()}", file=sys.stderr, flush=True)
+        say(f"tx: error: {exc.one_line()}")
         code = exc.exit_code
     except BaseException:
         # in a device thread an exception only surfaces when every thread is done: show it now
-        print(f"tx: worker on XLA device {index} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        say(f"tx: worker on XLA device {index} failed:\n{traceback.format_exc()}")
         raise
     sys.stdout.flush()
     if code:
