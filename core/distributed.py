@@ -19,6 +19,7 @@ processes form one data-parallel job; check_world_size() refuses anything else.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Mapping
 
@@ -61,14 +62,44 @@ def cpu_adjustments(args: Mapping[str, Any], world_size: int, has_cuda: bool) ->
     return out, notes
 
 
+def zero_stage(config: Any) -> int | None:
+    """The ZeRO stage of a DeepSpeed config (a JSON file path or a dict); None when unknown."""
+    if isinstance(config, (str, os.PathLike)):
+        try:
+            with open(config, encoding="utf-8") as fh:
+                config = json.load(fh)
+        except (OSError, ValueError):
+            return None
+    stage = config.get("zero_optimization", {}).get("stage", 0) if isinstance(config, dict) else None
+    return stage if isinstance(stage, int) else None
+
+
+def evaluation_without_zero(args: Mapping[str, Any], stage: int | None) -> tuple[dict[str, Any], list[str]]:
+    """Pure: a job that does not train evaluates without DeepSpeed when its ZeRO stage is below 3.
+
+    Stages 0-2 only partition the optimizer state and gradients: for evaluation and prediction
+    every process holds the whole model anyway, and transformers refuses to start them
+    ("ZeRO inference only makes sense with ZeRO Stage 3"). So the same job runs data-parallel
+    without the DeepSpeed engine, with the same results. Stage 3 (sharded weights) is kept."""
+    out = dict(args)
+    if not out.get("deepspeed") or out.get("do_train") or stage is None or stage >= 3:
+        return out, []
+    del out["deepspeed"]
+    return out, [f"no training: evaluation and prediction run without DeepSpeed (ZeRO stage {stage} "
+                 "partitions only training state; transformers runs inference under ZeRO-3 only)"]
+
+
 def worker_args(args: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """:func:`cpu_adjustments` for this process (reads WORLD_SIZE and asks torch about CUDA)."""
+    """:func:`cpu_adjustments` and :func:`evaluation_without_zero` for this process (reads
+    WORLD_SIZE, the DeepSpeed config, and asks torch about CUDA)."""
+    out, notes = evaluation_without_zero(args, zero_stage(args.get("deepspeed")) if args.get("deepspeed") else None)
     world = launched_world_size()
     if world <= 1:
-        return dict(args), []
+        return out, notes
     import torch
 
-    return cpu_adjustments(args, world, torch.cuda.is_available())
+    out, more = cpu_adjustments(out, world, torch.cuda.is_available())
+    return out, notes + more
 
 
 def check_world_size(training: Any, env: Mapping[str, str] | None = None) -> None:
