@@ -1,7 +1,9 @@
 """core/lengths.py: evaluation and prediction run over length-sorted rows, yet predictions, labels
 and metrics come back in dataset order (checked with a real tiny T5 and the Trainer class tx
-builds, against generate() called row by row); length-grouped training batches come in random
-order."""
+builds, against generate() called row by row); under several processes each row is evaluated
+once and put back by position (the pure shard/assemble/loss functions here; the real
+multi-process runs in tests/launchers/test_equivalence.py); length-grouped training batches come
+in random order."""
 
 from __future__ import annotations
 
@@ -11,7 +13,18 @@ from typing import Any
 
 import pytest
 
-from tx.core.lengths import GroupedSampler, grouped_indices, length_aware, length_order, restore
+from tx.core.lengths import (
+    GroupedSampler,
+    Shard,
+    assemble,
+    grouped_indices,
+    length_aware,
+    length_order,
+    mean_loss,
+    real_part,
+    row_losses,
+    shard_rows,
+)
 
 WORDS = "harbour council river station school market bridge garden library tower museum field".split()
 
@@ -33,16 +46,93 @@ def test_length_order_longest_first_ties_in_dataset_order() -> None:
     assert length_order([[1], [1, 2]]) is None
 
 
-def test_restore_puts_rows_back() -> None:
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+@pytest.mark.parametrize("batch", [1, 4, 16])
+def test_shards_run_every_row_once_in_the_batches_of_one_process(world: int, batch: int) -> None:
+    for n in [1, 2, 3, 5, 21, 25, 50, 64]:
+        shards = [shard_rows(n, batch, world, rank) for rank in range(world)]
+        # every process runs the same number of steps (the per-step collectives need it)
+        assert len({len(s.batches) for s in shards}) == 1
+        steps = len(shards[0].batches)
+        assert steps == -(-(-(-n // batch)) // world)  # ceil(ceil(n / batch) / world)
+        # the real rows of all processes are every row exactly once...
+        rows = [r for s in shards for r in s.rows]
+        assert sorted(rows) == list(range(n))
+        # ...in exactly the batches one process would run (same padding, so the same numbers)
+        local = shard_rows(n, batch, 1, 0)
+        assert not local.stand_in and local.rows == list(range(n))
+        in_step_order = [s.real_batches[k] for k in range(steps) for s in shards if k < len(s.real_batches)]
+        assert in_step_order == list(local.batches)
+        for s in shards:
+            if s.stand_in:  # a one-row stand-in, at the last step only; its result is dropped
+                assert s.batches[-1] == (n - 1,) and len(s.indices) == len(s.rows) + 1
+            assert all(len(b) == batch for b in s.real_batches[:-1])
+
+
+def test_shards_of_the_issue_case() -> None:
+    """50 rows, batch 16, 2 processes: transformers ran 64 rows (the last batch filled up with rows
+    0-13); tx runs 50 and one stand-in."""
+    first, second = shard_rows(50, 16, 2, 0), shard_rows(50, 16, 2, 1)
+    assert first == Shard((tuple(range(0, 16)), tuple(range(32, 48))))
+    assert second == Shard((tuple(range(16, 32)), (48, 49)))
+    seven = [shard_rows(25, 4, 2, rank) for rank in (0, 1)]  # 7 batches: process 1 gets a stand-in
+    assert seven[0].batches[-1] == (24,) and not seven[0].stand_in
+    assert seven[1].stand_in and seven[1].batches[-1] == (24,) and seven[1].rows[-1] == 23
+    with pytest.raises(ValueError):
+        shard_rows(0, 4, 2, 0)
+    with pytest.raises(ValueError):
+        shard_rows(5, 4, 2, 2)
+
+
+def test_real_part_drops_the_stand_in_and_refuses_an_unplanned_count() -> None:
     import numpy as np
 
-    order = [2, 0, 1]
-    sorted_rows = np.array([[20, 21], [0, 1], [10, 11]])  # rows 2, 0, 1 of the dataset
-    assert restore(sorted_rows, order).tolist() == [[0, 1], [10, 11], [20, 21]]
-    pair = restore((sorted_rows, np.array([2.0, 0.0, 1.0])), order)
-    assert isinstance(pair, tuple) and pair[1].tolist() == [0.0, 1.0, 2.0]
-    assert restore(None, order) is None
-    assert restore(np.array([1, 2]), order).tolist() == [1, 2]  # another length: untouched
+    shard = shard_rows(25, 4, 2, 1)  # rows 4-7, 12-15, 20-23 and the stand-in 24
+    preds = np.arange(13 * 2).reshape(13, 2)
+    assert real_part(preds, shard).tolist() == preds[:12].tolist()
+    pair = real_part((preds, np.arange(13)), shard)
+    assert isinstance(pair, tuple) and pair[1].tolist() == list(range(12))
+    assert real_part(None, shard) is None
+    with pytest.raises(ValueError, match="16"):  # e.g. accelerate's filled-up batches: never guessed away
+        real_part(np.zeros((16, 2)), shard)
+
+
+def test_assemble_puts_every_row_back_by_position() -> None:
+    import numpy as np
+
+    order = [3, 0, 4, 1, 2]  # sorted position p is dataset row order[p]
+    # process 0 ran positions 0, 1 and 4; process 1 positions 2, 3 (its results are wider)
+    zero = np.array([[30, 31], [0, 1], [20, 21]])
+    one = np.array([[40, 41, 42], [10, 11, 12]])
+    out = assemble([([0, 1, 4], zero), ([2, 3], one)], 5, order)
+    assert out.tolist() == [[0, 1, -100], [10, 11, 12], [20, 21, -100], [30, 31, -100], [40, 41, 42]]
+    # tuples are assembled member by member; None stays None
+    pair = assemble([([0, 1, 4], (zero, np.array([3.0, 0.0, 2.0]))), ([2, 3], (one, np.array([4.0, 1.0])))], 5, order)
+    assert pair[1].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert assemble([([0], None), ([1], None)], 2) is None
+    # without an order, positions are dataset rows; a row two processes both ran is taken once
+    assert assemble([([1, 0], np.array([1, 0])), ([0], np.array([0]))], 2).tolist() == [0, 1]
+    # a missing row, or results that do not match their positions, are errors, never silent
+    with pytest.raises(ValueError, match="missing positions \\[2\\]"):
+        assemble([([0, 1], np.array([0, 1]))], 3)
+    with pytest.raises(ValueError):
+        assemble([([0, 1], np.array([0, 1, 0]))], 2)
+
+
+def test_loss_is_the_mean_over_rows() -> None:
+    import math
+
+    import numpy as np
+
+    # batches of 4, 4 and 1 rows: transformers weighs the last as 4 rows (2.0 here); tx as 1
+    batches = [((0, 1, 2, 3), 1.0), ((4, 5, 6, 7), 1.0), ((8,), 10.0)]
+    assert mean_loss(batches) == pytest.approx(18.0 / 9)
+    assert mean_loss(batches + [((8,), 10.0)]) == pytest.approx(18.0 / 9)  # a batch run twice counts once
+    assert mean_loss(batches + [((9, 10), math.nan)]) == pytest.approx(18.0 / 9)  # logging_nan_inf_filter
+    assert math.isnan(mean_loss(batches + [((9, 10), math.nan)], drop_non_finite=False))
+    assert mean_loss([((0,), None)]) is None and mean_loss([]) is None
+    per_row = row_losses([((0, 1), 1.0), ((2,), 3.0)], 3, order=[2, 0, 1])
+    assert per_row.tolist() == [1.0, 3.0, 1.0] and per_row.dtype == np.float32
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +205,28 @@ def test_predictions_and_metrics_in_dataset_order(tiny: tuple[Any, Any, Any], tm
     metrics = trainer.evaluate()
     assert metrics["eval_first_label"] == float(ds["labels"][0][0])
     assert [tokens(row, pad) for row in seen[-1].predictions] == expected
+
+
+def test_the_loss_counts_every_row_once(tiny: tuple[Any, Any, Any], tmp_path: Path) -> None:
+    """predict_loss is the mean over the rows: each batch's loss weighs as many rows as it has.
+    21 rows in batches of 4 leave one row in the last batch; transformers counts it as 4 rows."""
+    import torch
+
+    model, tokenizer, ds = tiny
+    trainer = trainer_for(model, tokenizer, ds, tmp_path, [])
+    output = trainer.predict(ds, metric_key_prefix="predict")
+    rows, _ = trainer._tx_sorted(ds)
+    model.eval()
+    batch_losses = []
+    with torch.no_grad():
+        for k in range(0, len(rows), 4):
+            batch = trainer.data_collator([rows[i] for i in range(k, min(k + 4, len(rows)))])
+            batch_losses.append((float(model(**batch).loss), len(batch["input_ids"])))
+    assert [n for _, n in batch_losses] == [4, 4, 4, 4, 4, 1]
+    per_row = sum(loss * n for loss, n in batch_losses) / len(rows)
+    per_batch = sum(loss for loss, _ in batch_losses) / len(batch_losses)  # transformers' weighting
+    assert abs(per_row - per_batch) > 1e-3  # the two differ here, so the test can tell them apart
+    assert output.metrics["predict_loss"] == pytest.approx(per_row, rel=1e-5)
 
 
 def test_the_trainer_tx_runs_sorts(tiny: tuple[Any, Any, Any], tmp_path: Path) -> None:
