@@ -13,11 +13,14 @@ Who holds it (one holder per job, however many processes the launcher starts):
 - the worker of global rank 0 (tx.core.worker) takes it when nobody holds it for its job: jobs
   of scheduler launchers (slurm, docker), whose `tx` returns at once, and workers run by hand.
 
+The holder refreshes the lock file's modification time every :data:`HEARTBEAT_SECONDS`.
+
 A lock is stale, and is replaced, when its holder is gone: same host and boot id but no process
-with that pid and start time (kill -9, OOM), or same host and another boot id (reboot). A lock
-of another host cannot be checked from here and is never broken silently, with one exception: a
-scheduler restart of the same job (same job id, higher TX_RESTART_COUNT) takes over the lock of
-its previous run, which the scheduler has ended.
+with that pid and start time (kill -9, OOM), or same host and another boot id (reboot). The
+processes of another host (or of a container: another host name) cannot be checked from here,
+so such a lock is stale only once its heartbeat has stopped for :data:`STALE_SECONDS`; a fresh
+one is never broken, with one exception: a scheduler restart of the same job (same job id,
+higher TX_RESTART_COUNT) takes over the lock of its previous run, which the scheduler ended.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -34,6 +38,10 @@ from typing import Iterator
 from tx.core.errors import ConfigError
 
 LOCK_NAME = "tx-run.lock"
+HEARTBEAT_SECONDS = 30.0
+#: a lock of another host without a heartbeat for this long is stale (clocks of shared file
+#: systems drift; keep it well above HEARTBEAT_SECONDS)
+STALE_SECONDS = float(os.environ.get("TX_LOCK_STALE_SECONDS", "600"))
 
 
 def _boot_id() -> str:
@@ -87,10 +95,11 @@ class Holder:
     def describe(self) -> str:
         return f"job {self.job_id} (pid {self.pid} on host {self.host}, since {self.since or '?'})"
 
-    def is_stale(self) -> bool:
-        """Whether the holder is certainly gone (only decidable on its own host)."""
+    def is_stale(self, age: float | None = None) -> bool:
+        """Whether the holder is certainly gone: by its pid on this host, elsewhere by the
+        ``age`` (seconds) of the lock's last heartbeat."""
         if self.host != socket.gethostname():
-            return False
+            return age is not None and age > STALE_SECONDS
         if self.boot_id and self.boot_id != _boot_id():
             return True  # the machine rebooted since
         start = _start_time(self.pid)
@@ -109,11 +118,20 @@ def read(output_dir: Path) -> Holder | None:
         return Holder(job_id="?", host=socket.gethostname(), pid=0, pid_start=None, boot_id="")
 
 
+def age(output_dir: Path) -> float | None:
+    """Seconds since the lock's last heartbeat (None: no lock)."""
+    try:
+        return max(0.0, time.time() - (output_dir / LOCK_NAME).stat().st_mtime)
+    except OSError:
+        return None
+
+
 def _busy(output_dir: Path, holder: Holder) -> ConfigError:
     where = output_dir / LOCK_NAME
     if holder.host != socket.gethostname():
         hint = (f"wait for it to end or cancel it (tx cancel {holder.job_id}); if it is no longer running (its "
-                f"node went down), delete {where}, or choose another --output_dir")
+                f"node or container went down), delete {where} (a lock of another host counts as stale "
+                f"{STALE_SECONDS:.0f} s after its last heartbeat), or choose another --output_dir")
     else:
         hint = f"wait for it to end or stop it (tx cancel {holder.job_id}), or choose another --output_dir"
     return ConfigError(f"output_dir {output_dir} is in use by the running {holder.describe()}", hint=hint)
@@ -122,15 +140,15 @@ def _busy(output_dir: Path, holder: Holder) -> ConfigError:
 def check_free(output_dir: Path, job_id: str | None = None) -> None:
     """Raise when another live job holds ``output_dir`` (read only: nothing is written)."""
     holder = read(output_dir)
-    if holder is None or holder.job_id == job_id or holder.is_stale():
+    if holder is None or holder.job_id == job_id or holder.is_stale(age(output_dir)):
         return
     raise _busy(output_dir, holder)
 
 
-def _takes_over(held: Holder, mine: Holder) -> bool:
+def _takes_over(held: Holder, mine: Holder, held_age: float | None) -> bool:
     if held.job_id == mine.job_id and held.restart < mine.restart:
         return True  # the scheduler restarted this job: its previous run has ended
-    return held.is_stale()
+    return held.is_stale(held_age)
 
 
 def acquire(output_dir: Path, job_id: str, pid: int | None = None) -> Holder:
@@ -154,7 +172,7 @@ def acquire(output_dir: Path, job_id: str, pid: int | None = None) -> Holder:
                 continue  # released meanwhile: try again
             if held.job_id == job_id and held.pid == mine.pid and held.host == mine.host:
                 return held  # already ours
-            if not _takes_over(held, mine):
+            if not _takes_over(held, mine, age(output_dir)):
                 raise _busy(output_dir, held)
             # Stale: move it aside under a unique name, then retry; if another process replaced
             # it first, the link fails again and its lock is judged afresh.
@@ -178,12 +196,34 @@ def release(output_dir: Path, holder: Holder) -> None:
 
 
 @contextmanager
-def held(output_dir: Path, job_id: str, pid: int | None = None) -> Iterator[Holder]:
-    holder = acquire(output_dir, job_id, pid)
+def kept(output_dir: Path, holder: Holder) -> Iterator[Holder]:
+    """While the body runs, refresh the lock's heartbeat; afterwards release it."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            current = read(output_dir)
+            if current is None or (current.job_id, current.pid) != (holder.job_id, holder.pid):
+                return
+            try:
+                os.utime(output_dir / LOCK_NAME)
+            except OSError:
+                return
+
+    thread = threading.Thread(target=beat, name="tx-run-lock", daemon=True)
+    thread.start()
     try:
         yield holder
     finally:
+        stop.set()
         release(output_dir, holder)
+
+
+@contextmanager
+def held(output_dir: Path, job_id: str, pid: int | None = None) -> Iterator[Holder]:
+    """Take the lock, keep it while the body runs, release it on every way out."""
+    with kept(output_dir, acquire(output_dir, job_id, pid)) as holder:
+        yield holder
 
 
 @contextmanager
@@ -195,7 +235,7 @@ def worker_lock(output_dir: Path, job_id: str, main_rank: bool) -> Iterator[None
         return
     current = read(output_dir)
     if current is not None and current.job_id == job_id and current.restart >= restart_count() \
-            and not current.is_stale():
+            and not current.is_stale(age(output_dir)):
         yield  # `tx run` holds it for this job
         return
     with held(output_dir, job_id):

@@ -76,13 +76,12 @@ def run(plugins: Plugins, run_args: list[str]) -> int:
     launcher = plugins.launchers.get(handed["launcher"])
     os.environ.update(handed["env"])  # secrets for the workers: never written to a file
     lock = handed.get("lock")  # the child took the output dir's lock in this process's name (runlock.py)
-    try:
+    if lock is None:
         return int(launcher.launch(handed["plan"]))
-    finally:
-        if lock is not None:
-            from tx.core import runlock
+    from tx.core import runlock
 
-            runlock.release(*lock)
+    with runlock.kept(*lock):  # heartbeat while the job runs, released however it ends
+        return int(launcher.launch(handed["plan"]))
 
 
 def _drain(fd: int, chunks: list[bytes]) -> None:
@@ -118,14 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from tx.core import worker
 
-    job_file, loaded, lock = here
-    try:
-        return worker.run(job_file, loaded)
-    finally:
-        if lock is not None:
-            from tx.core import runlock
+    from tx.core import runlock
 
-            runlock.release(*lock)
+    job_file, loaded, lock = here
+    with runlock.kept(*lock):  # this process trains: it keeps the output dir's lock
+        return worker.run(job_file, loaded)
 
 
 def prepare(run_args: list[str], plan_fd: int) -> tuple[str, Plugins, Any] | None:

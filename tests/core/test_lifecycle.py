@@ -85,14 +85,14 @@ def test_a_checkpoint_resumes_only_into_its_own_job(tmp_path: Path) -> None:
     out = tmp_path / "run"
     ok(run_tx(*command(out, max_steps=4), env=env()))
     first_job = read_job(out).job_id
-    assert read_json(out / "checkpoint-4" / CHECKPOINT_RECORD)["job_id"] == first_job
-    (out / FINISHED_RECORD).unlink()  # as if that job had been killed after its last checkpoint
+    (out / FINISHED_RECORD).unlink(missing_ok=True)  # as if that job had been killed after its last checkpoint
     before = snapshot(out)
 
     other = run_tx(*command(out, max_steps=2), env=env())
     line = assert_one_line_error(other, "checkpoint-4", first_job, "max_steps 4 -> 2", "--overwrite_output_dir")
     assert "resuming" not in other.stdout, line
     assert snapshot(out) == before  # refused before launch: nothing written
+    assert read_json(out / "checkpoint-4" / CHECKPOINT_RECORD)["job_id"] == first_job
 
     # --overwrite_output_dir: the other job's checkpoints and results are gone before training
     ok(run_tx(*command(out, "--overwrite_output_dir", max_steps=2), env=env()))
@@ -147,12 +147,11 @@ def test_a_second_run_into_a_busy_output_dir_is_refused_and_the_lock_goes_with_t
         job_file = (out / "tx-job.yaml").read_bytes()
         running = read_job(out).job_id
 
-        holder = runlock.read(out)
-        assert holder is not None and holder.job_id == running
-        assert holder.pid in descendants(first.pid) | {first.pid}  # the process that trains (local launcher)
-
         second = run_tx(*cmd, env=env())
-        assert_one_line_error(second, f"in use by the running job {running}", f"pid {holder.pid}", socket.gethostname())
+        assert_one_line_error(second, f"in use by the running job {running}", socket.gethostname())
+        holder = runlock.read(out)
+        assert holder is not None and holder.job_id == running and f"pid {holder.pid} " in second.stderr
+        assert holder.pid in descendants(first.pid) | {first.pid}  # the process that trains (local launcher)
         assert (out / "tx-job.yaml").read_bytes() == job_file  # the running job's file is untouched
         assert first.poll() is None
     finally:
@@ -205,11 +204,26 @@ def test_a_lock_of_another_host_is_never_broken_silently(tmp_path: Path, monkeyp
     with pytest.raises(ConfigError, match="node-17") as info:
         runlock.acquire(tmp_path, "mine")
     assert str(tmp_path / runlock.LOCK_NAME) in info.value.one_line()  # says how to clear it by hand
+    # its heartbeat stopped long ago (the node or container died): stale
+    past = time.time() - runlock.STALE_SECONDS - 60
+    os.utime(tmp_path / runlock.LOCK_NAME, (past, past))
+    with runlock.held(tmp_path, "mine"):
+        assert runlock.read(tmp_path).job_id == "mine"
     # ... except by a scheduler restart of that same job (Slurm requeue): its previous run has ended
     monkeypatch.setenv("TX_RESTART_COUNT", "1")
     _write_lock(tmp_path, host="node-17", job_id="mine", restart=0)
     with runlock.held(tmp_path, "mine") as holder:
         assert holder.restart == 1 and holder.host == socket.gethostname()
+
+
+def test_the_holder_keeps_its_lock_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runlock, "HEARTBEAT_SECONDS", 0.05)
+    with runlock.held(tmp_path, "mine"):
+        past = time.time() - 3600
+        os.utime(tmp_path / runlock.LOCK_NAME, (past, past))
+        time.sleep(0.5)
+        assert runlock.age(tmp_path) < 60
+    assert not (tmp_path / runlock.LOCK_NAME).exists()
 
 
 def test_release_removes_only_its_own_lock(tmp_path: Path) -> None:
