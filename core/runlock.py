@@ -129,11 +129,12 @@ def age(output_dir: Path) -> float | None:
 def _busy(output_dir: Path, holder: Holder) -> ConfigError:
     where = output_dir / LOCK_NAME
     if holder.host != socket.gethostname():
-        hint = (f"wait for it to end or cancel it (tx cancel {holder.job_id}); if it is no longer running (its "
+        hint = (f"wait for it to end or cancel it (tx cancel {holder.job_id} for a slurm/docker job); if it is no longer running (its "
                 f"node or container went down), delete {where} (a lock of another host counts as stale "
                 f"{STALE_SECONDS:.0f} s after its last heartbeat), or choose another --output_dir")
     else:
-        hint = f"wait for it to end or stop it (tx cancel {holder.job_id}), or choose another --output_dir"
+        hint = (f"wait for it to end, stop it (kill {holder.pid}: it saves a checkpoint and stops), "
+                "or choose another --output_dir")
     return ConfigError(f"output_dir {output_dir} is in use by the running {holder.describe()}", hint=hint)
 
 
