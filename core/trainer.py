@@ -14,8 +14,8 @@ from tx.core import distributed, hfargs, lifecycle, threads
 from tx.core.atomic_checkpoint import atomic
 from tx.core.builtin_models import is_builtin
 from tx.core.errors import Interrupted
-from tx.core.jobidentity import FINISHED_RECORD, Identity, finished_data, write_json
 from tx.core.interrupt import StopFlag, make_callback, signal_name
+from tx.core.jobidentity import FINISHED_RECORD, Identity, finished_data, write_json
 from tx.core.jobspec import JobSpec
 from tx.core.lengths import length_aware
 from tx.core.lifecycle import RESULT_FILES
@@ -69,12 +69,12 @@ def run(task: Task, job: JobSpec, plugins: Plugins) -> dict[str, Any]:
         start = lifecycle.decide(output_dir, identity, do_train=training.do_train, overwrite=txargs.overwrite_output_dir,
                                  resume_from_checkpoint=training.resume_from_checkpoint, restarted=restarted,
                                  job_id=job.job_id)
-        if start.clean and distributed.is_main_rank():
+        if start.clean and training.process_index == 0:
             removed = lifecycle.clean_start(output_dir)
             if removed:
                 print(f"tx: note: --overwrite_output_dir: removed what earlier jobs left in {output_dir} "
                       f"({', '.join(removed[:6])}{' ...' if len(removed) > 6 else ''})", file=sys.stderr, flush=True)
-    if start.note and distributed.is_main_rank():
+    if start.note and training.process_index == 0:
         print(f"tx: note: {start.note}", file=sys.stderr, flush=True)
     last = start.resume
     from transformers import Seq2SeqTrainer, Trainer, set_seed

@@ -249,3 +249,29 @@ def test_differences_compare_only_arguments_both_records_know() -> None:
     new = {"max_steps": 6, "learning_rate": 5e-5, "added_in_new_version": True}
     assert differences(old, new) == ["max_steps 90 -> 6"]
     assert differences(old, dict(old)) == []
+
+
+def test_which_arguments_make_a_different_job() -> None:
+    from tx.core import hfargs, plugins
+    from tx.core.jobidentity import Identity
+
+    task = plugins.load().tasks.get("summarization")
+
+    def identity(*argv: str) -> Identity:
+        base = ["--output_dir", "/tmp/a", "--do_train", "--max_steps", "6"]
+        return Identity.of(hfargs.parse(task, [*base, *argv], base=task.default_args(set())).run_args)
+
+    plain = identity()
+    # where outputs go, logging, saving, devices: the same job
+    same = identity("--output_dir", "/tmp/b", "--logging_steps", "1", "--save_steps", "3", "--report_to", "none",
+                    "--overwrite_output_dir", "--dataloader_num_workers", "2", "--use_cpu")
+    assert same.job == plain.job and same.training_id == plain.training_id
+    # evaluation only: the same training, another job
+    evaluated = identity("--do_eval", "--max_eval_samples", "4", "--per_device_eval_batch_size", "3")
+    assert evaluated.training_id == plain.training_id and evaluated.job_id_hash != plain.job_id_hash
+    # the trajectory: another training
+    for flag, value in (("--max_steps", "7"), ("--learning_rate", "1e-3"), ("--seed", "1"),
+                        ("--per_device_train_batch_size", "3"), ("--max_train_samples", "5")):
+        other = identity(flag, value)
+        assert other.training_id != plain.training_id, flag
+        assert differences(plain.training, other.training)[0].startswith(flag[2:] + " "), flag
