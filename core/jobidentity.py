@@ -9,8 +9,8 @@ for every `tx run`, so "the same command again" is recognised by its arguments):
   automatically only by a run with the same training identity.
 - the **job fingerprint**: the training identity plus what the run does and reports (do_train /
   do_eval / do_predict, evaluation and generation arguments, max_eval_samples ...). A finished
-  job leaves ``<output_dir>/tx-finished.json``; a rerun with the same fingerprint is "already
-  finished".
+  job adds its record to ``<output_dir>/tx-finished.json``; a rerun with the same fingerprint is
+  "already finished".
 
 Every argument counts unless listed below, so a new argument (a plugin's, a newer transformers')
 counts by default. Not counted anywhere (:data:`BOOKKEEPING`): where outputs go, logging and
@@ -153,8 +153,21 @@ def checkpoint_record(checkpoint: Path) -> dict[str, Any] | None:
     return read_json(checkpoint / CHECKPOINT_RECORD)
 
 
-def finished_record(output_dir: Path) -> dict[str, Any] | None:
-    return read_json(output_dir / FINISHED_RECORD)
+def finished_records(output_dir: Path) -> list[dict[str, Any]]:
+    """The jobs that finished in ``output_dir``, oldest first: one training job at most (a clean
+    start removes the file), plus evaluation/prediction-only jobs run there afterwards."""
+    data = read_json(output_dir / FINISHED_RECORD)
+    jobs = (data or {}).get("jobs")
+    return [j for j in jobs if isinstance(j, dict)] if isinstance(jobs, list) else []
+
+
+def record_finished(output_dir: Path, record: dict[str, Any]) -> None:
+    """Add (or replace: same fingerprint) the record of a job that has written all its outputs."""
+    if (record.get("job_args") or {}).get("do_train"):
+        jobs = []  # a new model: what earlier jobs evaluated is no longer in this folder
+    else:
+        jobs = [j for j in finished_records(output_dir) if j.get("job_fingerprint") != record["job_fingerprint"]]
+    write_json(output_dir / FINISHED_RECORD, {"jobs": [*jobs, record]})
 
 
 def finished_data(identity: Identity, job_id: str, global_step: int | None, results: list[str]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from tx.core.atomic_checkpoint import discard
 from tx.core.checkpoints import CHECKPOINT_RE, PARTIAL_DIR, check_output_dir, checkpoints
 from tx.core.errors import AlreadyFinished, ConfigError
 from tx.core.jobidentity import (CHECKPOINT_RECORD, FINISHED_RECORD, Identity, checkpoint_record,
-                                 differences, finished_record)
+                                 differences, finished_records)
 
 #: What a finished job wrote besides its model: removed by a clean start so no old number survives
 #: (Trainer.save_metrics merges into an existing all_results.json).
@@ -40,17 +40,23 @@ def _job_name(record: dict) -> str:
 def decide(output_dir: Path, identity: Identity, *, do_train: bool, overwrite: bool,
            resume_from_checkpoint: str | None, restarted: bool = False, job_id: str | None = None) -> Start:
     """Raise AlreadyFinished (exit 0) or ConfigError, or say where training starts."""
-    finished = finished_record(output_dir) if output_dir.is_dir() else None
-    if finished is not None:
-        same_job = restarted and job_id is not None and finished.get("job_id") == job_id
-        same_args = not overwrite and not differences(finished.get("job_args") or {}, identity.job, limit=0) \
-            and bool(finished.get("job_args"))
+    records = finished_records(output_dir) if output_dir.is_dir() else []
+    for done in records:
+        same_job = restarted and job_id is not None and done.get("job_id") == job_id
+        same_args = not overwrite and not differences(done.get("job_args") or {}, identity.job, limit=0) \
+            and bool(done.get("job_args"))
         if same_job or same_args:
+            finished = done
             step = finished.get("global_step")
             raise AlreadyFinished(
                 f"{output_dir} holds this job, already finished ({_job_name(finished)}"
                 + (f", step {step}" if step is not None else "") + f", {finished.get('finished', '?')}); nothing to do",
                 hint="its results are left as they are; pass --overwrite_output_dir to run it again from scratch")
+    # the training job that finished here (evaluation-only jobs run afterwards do not count)
+    trained = [r for r in records if (r.get("job_args") or {}).get("do_train")]
+    finished = trained[-1] if trained else None
+    if do_train and finished is not None and not (overwrite or restarted or resume_from_checkpoint):
+        _refuse_finished(output_dir, finished, identity)
     check_output_dir(output_dir, do_train=do_train or restarted, overwrite=overwrite or restarted,
                      resume_from_checkpoint=resume_from_checkpoint)
     if not do_train:
@@ -73,8 +79,6 @@ def decide(output_dir: Path, identity: Identity, *, do_train: bool, overwrite: b
             return Start(resume=last, note=f"resuming {last.name}: an interrupted run of these same arguments "
                          "already made the clean start --overwrite_output_dir asks for")
         return Start(clean=True)
-    if finished is not None:
-        _refuse_finished(output_dir, finished, identity)
     if last is None:
         return Start()
     record = checkpoint_record(last)

@@ -15,7 +15,7 @@ from tx.core.atomic_checkpoint import atomic
 from tx.core.builtin_models import is_builtin
 from tx.core.errors import Interrupted
 from tx.core.interrupt import StopFlag, make_callback, signal_name
-from tx.core.jobidentity import FINISHED_RECORD, Identity, finished_data, write_json
+from tx.core.jobidentity import Identity, finished_data, record_finished
 from tx.core.jobspec import JobSpec
 from tx.core.lengths import length_aware
 from tx.core.lifecycle import RESULT_FILES
@@ -159,8 +159,8 @@ def run(task: Task, job: JobSpec, plugins: Plugins) -> dict[str, Any]:
             logger.warning("could not write the model card: %s", exc)
         # every output is written: a rerun of this job is "already finished" (lifecycle.py)
         written = [p.name for p in output_dir.iterdir() if p.is_file() and p.name in RESULT_FILES]
-        write_json(output_dir / FINISHED_RECORD,
-                   finished_data(identity, job.job_id, trainer.state.global_step if training.do_train else None, written))
+        record_finished(output_dir, finished_data(identity, job.job_id,
+                                                  trainer.state.global_step if training.do_train else None, written))
         print_summary(output_dir, results, time.monotonic() - started)
     return results
 

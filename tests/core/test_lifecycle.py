@@ -28,6 +28,7 @@ from tx.core.jobspec import read as read_job
 
 DATA = ROOT / "plugins" / "summarization" / "data"
 PLUGIN_DIR = Path(__file__).resolve().parent  # tx_fault_plugin.py
+MODEL = {"model_name_or_path": "tx-builtin:t5-tiny-summarization-v1", "train_file": str(DATA / "train.jsonl")}
 
 
 def command(output_dir: Path, *extra: str, max_steps: int = 2, save_steps: int = 2) -> list[str]:
@@ -259,7 +260,7 @@ def test_which_arguments_make_a_different_job() -> None:
 
     def identity(*argv: str) -> Identity:
         base = ["--output_dir", "/tmp/a", "--do_train", "--max_steps", "6"]
-        return Identity.of(hfargs.parse(task, [*base, *argv], base=task.default_args(set())).run_args)
+        return Identity.of(hfargs.parse(task, [*base, *argv], base=MODEL).run_args)
 
     plain = identity()
     # where outputs go, logging, saving, devices: the same job
@@ -275,3 +276,41 @@ def test_which_arguments_make_a_different_job() -> None:
         other = identity(flag, value)
         assert other.training_id != plain.training_id, flag
         assert differences(plain.training, other.training)[0].startswith(flag[2:] + " "), flag
+
+
+def test_an_evaluation_job_after_training_is_its_own_finished_job(tmp_path: Path) -> None:
+    """Training finished; evaluating its model in the same folder is another job, finished on
+    its own; the training command is still recognised as finished afterwards."""
+    from tx.core import hfargs, lifecycle, plugins
+    from tx.core.errors import AlreadyFinished
+    from tx.core.jobidentity import Identity, finished_data, record_finished
+
+    task = plugins.load().tasks.get("summarization")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def identity(*argv: str) -> Identity:
+        return Identity.of(hfargs.parse(task, ["--output_dir", str(out), *argv], base=MODEL).run_args)
+
+    def decide(ident: Identity, train: bool, overwrite: bool = False) -> lifecycle.Start:
+        return lifecycle.decide(out, ident, do_train=train, overwrite=overwrite, resume_from_checkpoint=None)
+
+    train = identity("--do_train", "--max_steps", "6")
+    record_finished(out, finished_data(train, "job-train", 6, []))
+    (out / "train_results.json").write_text("{}")
+    evaluate = identity("--do_eval", "--model_name_or_path", str(out))
+    assert decide(evaluate, train=False) == lifecycle.Start()
+    record_finished(out, finished_data(evaluate, "job-eval", None, []))
+    for ident, train_flag in ((train, True), (evaluate, False)):
+        with pytest.raises(AlreadyFinished):
+            decide(ident, train_flag)
+    # training with --do_predict added: its training is done, the way out is an evaluation job
+    with pytest.raises(ConfigError, match="whose training with these arguments finished") as info:
+        decide(identity("--do_train", "--max_steps", "6", "--do_predict"), True)
+    assert f"drop --do_train and pass --model_name_or_path {out}" in info.value.one_line()
+    with pytest.raises(ConfigError, match="max_steps 6 -> 8"):
+        decide(identity("--do_train", "--max_steps", "8"), True)
+    assert decide(identity("--do_train", "--max_steps", "8"), True, overwrite=True) == lifecycle.Start(clean=True)
+    # a training job that finishes replaces every record: the old evaluation was of another model
+    record_finished(out, finished_data(identity("--do_train", "--max_steps", "8"), "job-8", 8, []))
+    assert decide(evaluate, train=False) == lifecycle.Start()
