@@ -9,6 +9,8 @@ it. tx's Trainer classes change one thing, in ``_save_checkpoint``:
    (HF's code runs as is; only the run directory it is given differs);
 2. after a barrier, the saving process fsyncs every file and directory of it, renames it to
    ``<output_dir>/checkpoint-N`` (one atomic rename, same filesystem) and fsyncs ``output_dir``;
+   Before the rename it adds ``tx-job-identity.json`` (the job the checkpoint belongs to,
+   core/jobidentity.py), so the record and the checkpoint appear together;
 3. only then are old checkpoints rotated (``save_total_limit``), each by first renaming it into
    ``.tx-partial`` and deleting it there, so a half-deleted checkpoint never keeps its name.
 
@@ -28,6 +30,7 @@ from typing import Any
 
 from tx.core.checkpoints import PARTIAL_DIR, checkpoints
 from tx.core.errors import TxError
+from tx.core.jobidentity import CHECKPOINT_RECORD, write_json
 
 _CLASSES: dict[type, type] = {}
 
@@ -128,6 +131,8 @@ class AtomicCheckpoints:
     """Mixin put before the HF Trainer class: see the module docstring."""
 
     _tx_partial_root: str | None = None
+    #: the job record written into each checkpoint (set by tx.core.trainer; None: no record)
+    _tx_identity: dict[str, Any] | None = None
 
     def _get_output_dir(self, trial: Any) -> str:
         run_dir = super()._get_output_dir(trial)  # type: ignore[misc]
@@ -171,6 +176,8 @@ class AtomicCheckpoints:
                 state.save_to_json(str(staged / "trainer_state.json"))
         self._tx_barrier()  # every rank's files are in `staged`
         if args.should_save:
+            if self._tx_identity is not None:  # which job this checkpoint belongs to (core/lifecycle.py)
+                write_json(staged / CHECKPOINT_RECORD, self._tx_identity)
             publish(staged, final)
             rotate(run_dir, args.save_total_limit, state.best_model_checkpoint)
             shutil.rmtree(partial_root, ignore_errors=True)

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except TxError as exc:
-        typer.echo(f"tx: error: {exc.one_line()}", err=True)
+        typer.echo(f"tx: {exc.label}: {exc.one_line()}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         typer.echo("tx: interrupted", err=True)

@@ -11,6 +11,8 @@ class TxError(Exception):
     """A problem the user can fix; shown as one line, never as a traceback."""
 
     exit_code = 2
+    #: the word after ``tx:`` in the one line the CLI prints
+    label = "error"
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -54,3 +56,11 @@ class Interrupted(TxError):
         super().__init__(message, hint)
         if signum:
             self.exit_code = 128 + int(signum)
+
+
+class AlreadyFinished(TxError):
+    """Nothing to do: the output dir holds this very job, finished. Not a failure (exit 0); the
+    CLI prints the one line with ``tx: done:``."""
+
+    exit_code = 0
+    label = "done"

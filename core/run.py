@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from tx.core import hfargs, jobspec, options as launcher_options
-from tx.core.checkpoints import check_output_dir
+from tx.core import hfargs, jobspec, lifecycle, options as launcher_options, runlock
 from tx.core.configfile import load_config
 from tx.core.deepspeed_config import check as check_deepspeed
 from tx.core.defaults import check_report_to, core_defaults, with_core_values
 from tx.core.errors import ConfigError
 from tx.core.safety import check_remote_code
+from tx.core.jobidentity import Identity
 from tx.core.jobspec import JobSpec
 from tx.core.launcher import Launcher, Plan
 from tx.core.plugins import Plugins
@@ -268,12 +268,10 @@ def validate_common(args: RunArgs) -> None:
         raise ConfigError("--fp16 and --bf16 cannot be used together", hint="pick one")
     check_report_to(getattr(training, "report_to", None))
     output_dir = Path(training.output_dir)
-    check_output_dir(
-        output_dir,
-        do_train=training.do_train,
-        overwrite=args.tx.overwrite_output_dir,
-        resume_from_checkpoint=training.resume_from_checkpoint,
-    )
+    runlock.check_free(output_dir)  # one job at a time: before any rule about what the dir holds
+    # finished already (tx: done:, exit 0), a checkpoint of another job, the HF output-dir rules
+    lifecycle.decide(output_dir, Identity.of(args), do_train=training.do_train,
+                     overwrite=args.tx.overwrite_output_dir, resume_from_checkpoint=training.resume_from_checkpoint)
     check_writable(output_dir)
     check_remote_code(args.model)
 
@@ -308,9 +306,19 @@ def write_job(resolved: Resolved) -> dict[str, str]:
 
 
 def launch(resolved: Resolved, the_plan: Plan) -> int:
-    """Write the job file, hand secrets to the children's environment, run the plan."""
-    os.environ.update(write_job(resolved))  # inherited by the workers, never written anywhere
-    return resolved.launcher.launch(the_plan)
+    """Write the job file, hand secrets to the children's environment, run the plan. A process
+    launcher's run holds the output dir's lock meanwhile (runlock.py); a scheduler's job is
+    locked by its worker, since this process returns once it is queued."""
+    from contextlib import nullcontext
+
+    from tx.core import runlock
+    from tx.core.launcher import ProcessLauncher
+
+    job = resolved.job
+    lock = runlock.held(job.output_dir, job.job_id) if isinstance(resolved.launcher, ProcessLauncher) else nullcontext()
+    with lock:
+        os.environ.update(write_job(resolved))  # inherited by the workers, never written anywhere
+        return resolved.launcher.launch(the_plan)
 
 
 def staged_launcher(plugins: Plugins, flags: RunFlags) -> Launcher | None:

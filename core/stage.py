@@ -75,7 +75,13 @@ def run(plugins: Plugins, run_args: list[str]) -> int:
     handed = pickle.loads(b"".join(chunks))
     launcher = plugins.launchers.get(handed["launcher"])
     os.environ.update(handed["env"])  # secrets for the workers: never written to a file
-    return int(launcher.launch(handed["plan"]))
+    lock = handed.get("lock")  # the child took the output dir's lock in this process's name (runlock.py)
+    if lock is None:
+        return int(launcher.launch(handed["plan"]))
+    from tx.core import runlock
+
+    with runlock.kept(*lock):  # heartbeat while the job runs, released however it ends
+        return int(launcher.launch(handed["plan"]))
 
 
 def _drain(fd: int, chunks: list[bytes]) -> None:
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         here = prepare(run_args, plan_fd)
     except TxError as exc:  # the same lines and codes as tx.core.cli.main
-        print(f"tx: error: {exc.one_line()}", file=sys.stderr, flush=True)
+        print(f"tx: {exc.label}: {exc.one_line()}", file=sys.stderr, flush=True)
         return exc.exit_code
     except KeyboardInterrupt:
         print("tx: interrupted", file=sys.stderr, flush=True)
@@ -111,15 +117,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from tx.core import worker
 
-    job_file, loaded = here
-    return worker.run(job_file, loaded)
+    from tx.core import runlock
+
+    job_file, loaded, lock = here
+    with runlock.kept(*lock):  # this process trains: it keeps the output dir's lock
+        return worker.run(job_file, loaded)
 
 
-def prepare(run_args: list[str], plan_fd: int) -> tuple[str, Plugins] | None:
-    """Resolve, validate and write the job. Returns (job file, plugins) when the worker is to
-    run in this process; otherwise hands the plan to ``plan_fd`` and returns None."""
+def prepare(run_args: list[str], plan_fd: int) -> tuple[str, Plugins, Any] | None:
+    """Resolve, validate, lock the output dir and write the job. Returns (job file, plugins,
+    lock to release) when the worker is to run in this process; otherwise hands the plan (and
+    the lock, for `tx` to release) to ``plan_fd`` and returns None."""
     from tx.core import plugins as plugin_loader
     from tx.core import run as runner
+    from tx.core import runlock
 
     try:
         loaded = plugin_loader.load()  # -p modules arrive in TX_PLUGINS, as for workers
@@ -128,13 +139,24 @@ def prepare(run_args: list[str], plan_fd: int) -> tuple[str, Plugins] | None:
         for note in resolved.notes:
             print(f"tx: note: {note}", file=sys.stderr, flush=True)
         the_plan = runner.plan(resolved)
-        env = runner.write_job(resolved)
         job_file = resolved.job.job_file
-        if resolved.launcher.worker_in_process(the_plan, job_file):
-            os.environ.update(env)
-            return str(job_file), loaded
-        payload: dict[str, Any] = {"launcher": resolved.launcher.name, "plan": the_plan, "env": env}
-        _write_all(plan_fd, pickle.dumps(payload))
+        in_process = resolved.launcher.worker_in_process(the_plan, job_file)
+        # One job per output dir (runlock.py), taken before anything is written, in the name of
+        # the process that lives for the whole run: this one when it trains, else `tx` (which
+        # waits for the launch tool) and which then releases it.
+        holder = runlock.acquire(resolved.job.output_dir, resolved.job.job_id,
+                                 pid=None if in_process else os.getppid())
+        lock = (resolved.job.output_dir, holder)
+        try:
+            env = runner.write_job(resolved)
+            if in_process:
+                os.environ.update(env)
+                return str(job_file), loaded, lock
+            payload: dict[str, Any] = {"launcher": resolved.launcher.name, "plan": the_plan, "env": env, "lock": lock}
+            _write_all(plan_fd, pickle.dumps(payload))
+        except BaseException:
+            runlock.release(*lock)
+            raise
         return None
     finally:
         try:

@@ -10,14 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tx.core import distributed, hfargs, threads
+from tx.core import distributed, hfargs, lifecycle, threads
 from tx.core.atomic_checkpoint import atomic
 from tx.core.builtin_models import is_builtin
-from tx.core.checkpoints import check_output_dir, last_checkpoint
 from tx.core.errors import Interrupted
 from tx.core.interrupt import StopFlag, make_callback, signal_name
+from tx.core.jobidentity import Identity, finished_data, record_finished
 from tx.core.jobspec import JobSpec
 from tx.core.lengths import length_aware
+from tx.core.lifecycle import RESULT_FILES
 from tx.core.loss import final_log_callback, with_true_loss
 from tx.core.plugins import Plugins
 from tx.core.task import RunContext, Task
@@ -58,17 +59,24 @@ def run(task: Task, job: JobSpec, plugins: Plugins) -> dict[str, Any]:
         print("tx: note: " + "; ".join(notes), file=sys.stderr, flush=True)
 
     output_dir = Path(training.output_dir)
-    last = check_output_dir(
-        output_dir,
-        do_train=training.do_train,
-        overwrite=txargs.overwrite_output_dir,
-        resume_from_checkpoint=training.resume_from_checkpoint,
-    )
-    # A scheduler restarted this same job (Slurm requeue, TX_RESTART_COUNT >= 1): continue from its
-    # newest checkpoint, whatever --overwrite_output_dir/--resume_from_checkpoint meant for the first start.
-    restarted = os.environ.get("TX_RESTART_COUNT", "0") not in ("", "0") and training.do_train
-    if restarted:
-        last = last_checkpoint(output_dir) or last
+    # Where training starts (lifecycle.py): finished already, refused, a checkpoint of this job, or a
+    # clean start. A scheduler restart of this job (Slurm requeue, TX_RESTART_COUNT >= 1) continues from
+    # its newest checkpoint, whatever --overwrite_output_dir/--resume_from_checkpoint meant for the first start.
+    # The main process decides (and cleans) first; the others then read the folder it left.
+    restarted = os.environ.get("TX_RESTART_COUNT", "0") not in ("", "0")
+    identity = Identity.of(args)
+    with training.main_process_first(local=False, desc="tx output dir"):
+        start = lifecycle.decide(output_dir, identity, do_train=training.do_train, overwrite=txargs.overwrite_output_dir,
+                                 resume_from_checkpoint=training.resume_from_checkpoint, restarted=restarted,
+                                 job_id=job.job_id)
+        if start.clean and training.process_index == 0:
+            removed = lifecycle.clean_start(output_dir)
+            if removed:
+                print(f"tx: note: --overwrite_output_dir: removed what earlier jobs left in {output_dir} "
+                      f"({', '.join(removed[:6])}{' ...' if len(removed) > 6 else ''})", file=sys.stderr, flush=True)
+    if start.note and training.process_index == 0:
+        print(f"tx: note: {start.note}", file=sys.stderr, flush=True)
+    last = start.resume
     from transformers import Seq2SeqTrainer, Trainer, set_seed
 
     # A signal while loading exits at once (128+N); during training it saves first (interrupt.py).
@@ -105,8 +113,8 @@ def run(task: Task, job: JobSpec, plugins: Plugins) -> dict[str, Any]:
     results: dict[str, Any] = {}
 
     if training.do_train:
-        checkpoint = (str(last) if restarted and last else None) or training.resume_from_checkpoint \
-            or (str(last) if last else None)
+        checkpoint = str(last) if last else None
+        trainer._tx_identity = identity.checkpoint_record(job.job_id)  # written into each checkpoint
         if checkpoint and trainer.is_world_process_zero():
             logger.info("resuming from %s", checkpoint)
         outcome = trainer.train(resume_from_checkpoint=checkpoint)
@@ -149,6 +157,10 @@ def run(task: Task, job: JobSpec, plugins: Plugins) -> dict[str, Any]:
             trainer.create_model_card(**card)
         except Exception as exc:  # a model card must never fail a finished run
             logger.warning("could not write the model card: %s", exc)
+        # every output is written: a rerun of this job is "already finished" (lifecycle.py)
+        written = [p.name for p in output_dir.iterdir() if p.is_file() and p.name in RESULT_FILES]
+        record_finished(output_dir, finished_data(identity, job.job_id,
+                                                  trainer.state.global_step if training.do_train else None, written))
         print_summary(output_dir, results, time.monotonic() - started)
     return results
 

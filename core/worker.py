@@ -28,7 +28,7 @@ def run(job_file: str, loaded: Plugins | None = None) -> int:
     """Run the job in ``job_file`` in this process; return its exit code. ``loaded``: plugins
     already loaded here (`tx run --launcher local` trains in the process that validated the job,
     tx.core.stage), used when they hold every plugin module the job names."""
-    from tx.core import jobspec, plugins, trainer
+    from tx.core import jobspec, plugins, runlock, trainer
     from tx.core.errors import Interrupted
     from tx.core.interrupt import SignalExit, exit_code_for, signal_name
 
@@ -39,13 +39,14 @@ def run(job_file: str, loaded: Plugins | None = None) -> int:
         if loaded is None or not set(job.plugins) <= {info.module for info in loaded.infos.values()}:
             loaded = plugins.load(extra_modules=job.plugins)
         task = loaded.tasks.get(job.task)
-        trainer.run(task, job, loaded)
+        with runlock.worker_lock(job.output_dir, job.job_id, main_rank=rank == "0"):  # one job per output dir
+            trainer.run(task, job, loaded)
     except Interrupted as exc:  # every rank stops at the same step: rank 0 alone says so
         if rank == "0":
             print(f"tx: interrupted: {exc.one_line()}", file=sys.stderr, flush=True)
         return exc.exit_code
     except TxError as exc:
-        print(f"{prefix}error: {exc.one_line()}", file=sys.stderr, flush=True)
+        print(f"{prefix}{exc.label}: {exc.one_line()}", file=sys.stderr, flush=True)
         return exc.exit_code
     except SignalExit as exc:  # outside training, or a second signal: stopped without saving
         if rank == "0":

@@ -105,10 +105,14 @@ def test_outputs_are_where_hf_puts_them(trained_run: Path) -> None:
 
 
 @pytest.mark.train
-def test_rerun_resumes_from_last_checkpoint(tx, trained_run: Path) -> None:
+def test_rerun_of_the_finished_job_leaves_it_alone(tx, trained_run: Path) -> None:
+    """The same job again (only a logging flag differs) is recognised as finished (issue 13): it
+    used to resume from the last checkpoint, train 0 steps and rewrite the results with zeros."""
+    results = (trained_run / "all_results.json").read_bytes()
     result = tx("run", "--from", str(trained_run / "tx-job.yaml"), "--log_level", "info")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "resuming from" in (result.stdout + result.stderr)
+    assert "tx: done:" in result.stderr and "resuming from" not in result.stdout + result.stderr
+    assert (trained_run / "all_results.json").read_bytes() == results
     assert read_json(trained_run / "trainer_state.json")["global_step"] == 4
 
 
