@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from tx.core import hfargs, jobspec, options as launcher_options
+from tx.core import argchecks, hfargs, jobspec, options as launcher_options
 from tx.core.checkpoints import check_output_dir
 from tx.core.configfile import load_config
 from tx.core.deepspeed_config import check as check_deepspeed
@@ -157,13 +157,16 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
         base = config
     else:
         base = {**core_defaults(), **task.default_args(given_keys(hf_argv) | set(config)), **config}
+    filled: list[str] = []  # notes on required values tx filled in (argchecks.fill_output_dir)
     with light_training_arguments():  # TrainingArguments are built here
-        parsed = hfargs.parse(task, hf_argv, base=base, transform=lambda values: absolutize(values, cwd))
+        parsed = hfargs.parse(task, hf_argv, base=base,
+                              transform=lambda values: absolutize(argchecks.fill_output_dir(values, filled), cwd))
         secrets = dict(parsed.secrets)
         adjusted, notes = launcher.adjust_args(dict(parsed.values), opts, known=hfargs.field_names(task),
                                                given=given_keys(hf_argv) | set(config))
         if adjusted != parsed.values:  # parsed again, as the worker will parse the job
             parsed = hfargs.parse(task, [], base=adjusted)
+    argchecks.check(parsed.run_args)  # numeric ranges: refused here, not by torch after loading
     validate_common(parsed.run_args)
     task.validate(parsed.run_args)
 
@@ -180,7 +183,7 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
     # a user DeepSpeed config must agree with the Trainer arguments (any launcher)
     check_deepspeed(parsed.run_args.training, launcher.world_size(opts))
     return Resolved(job=job, task=task, launcher=launcher, options=opts, run_args=parsed.run_args, secrets=secrets,
-                    notes=tuple(notes))
+                    notes=tuple(filled) + tuple(notes))
 
 
 @contextmanager
