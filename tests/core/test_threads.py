@@ -98,12 +98,12 @@ def _tuning_env(fault: str | None) -> dict[str, str]:
     return env
 
 
-def _train(out: Path, cpus: set[int], fault: str | None = None) -> subprocess.CompletedProcess[str]:
+def _train(out: Path, cpus: set[int], fault: str | None = None, steps: int = STEPS) -> subprocess.CompletedProcess[str]:
     """32 rows / batch 8: 4 steps an epoch, a checkpoint every 2 steps; long enough sources that the
     thread count changes the weights (1 vs 2 threads: ~6e-7 after 4 steps at lr 1e-3)."""
     cmd = [sys.executable, "-m", "tx.core.cli", "-p", "tx_fault_plugin", "run", "summarization",
            "--model_name_or_path", "tx-builtin:t5-tiny-summarization-v1", "--train_file", str(DATA / "train.jsonl"),
-           "--do_train", "--max_train_samples", "32", "--per_device_train_batch_size", "8", "--max_steps", str(STEPS),
+           "--do_train", "--max_train_samples", "32", "--per_device_train_batch_size", "8", "--max_steps", str(steps),
            "--learning_rate", "5e-3", "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1",
            "--seed", "3", "--report_to", "none", "--disable_tqdm", "true", "--output_dir", str(out)]
     return subprocess.run(cmd, env=_tuning_env(fault), preexec_fn=_pinned(cpus), capture_output=True, text=True,
@@ -152,6 +152,7 @@ def test_killed_and_resumed_under_load_ends_with_the_uninterrupted_weights(tmp_p
         reference = _train(tmp_path / "reference", cpus)
         assert reference.returncode == 0, reference.stderr
         threads = _recorded(tmp_path / "reference" / "trainer_state.json")
+        assert threads is not None, "no thread count recorded"
         if len(cpus) == 2:  # two busy loops on two cores: the tuner gives up a thread
             assert threads == 1, threads
 
@@ -170,8 +171,31 @@ def test_killed_and_resumed_under_load_ends_with_the_uninterrupted_weights(tmp_p
         hogs.stop()
     assert last.returncode == 0, last.stderr + note
 
-    for state_file in [*out.glob("checkpoint-*/trainer_state.json"), out / "trainer_state.json"]:
-        assert _recorded(state_file) == threads, f"{state_file} {note}"
     got, want = load_file(out / "model.safetensors"), load_file(tmp_path / "reference" / "model.safetensors")
     worst = max(float((got[k] - want[k]).abs().max()) for k in want)
     assert worst <= 1e-6, f"weights differ by {worst} {note}"
+    for state_file in [*out.glob("checkpoint-*/trainer_state.json"), out / "trainer_state.json"]:
+        assert _recorded(state_file) == threads, f"{state_file} {note}"
+
+
+@pytest.mark.train
+def test_a_resume_uses_the_count_its_checkpoint_recorded_whatever_the_load(tmp_path: Path) -> None:
+    """A checkpoint that records 3 threads (a count the load here would never give: at most the
+    2 cores, and busy loops fill them) is resumed next to busy loops: the run keeps 3."""
+    cpus = set(sorted(os.sched_getaffinity(0))[:2])
+    out = tmp_path / "run"
+    first = _train(out, cpus, "3:step_begin", steps=4)
+    assert first.returncode == 137, first.stderr
+    state_file = out / "checkpoint-2" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["stateful_callbacks"]["TxIntraOpThreads"]["args"]["intra_op_threads"] = 3
+    state_file.write_text(json.dumps(state))
+    hogs = Hogs(cpus)
+    try:
+        resumed = _train(out, cpus, steps=4)
+    finally:
+        hogs.stop()
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout + resumed.stderr
+    assert _recorded(out / "checkpoint-4" / "trainer_state.json") == 3
+    assert _recorded(out / "trainer_state.json") == 3
