@@ -82,7 +82,8 @@ def _make_parser(classes: tuple[type, ...]) -> argparse.ArgumentParser:
 
     class _Parser(HfArgumentParser):
         def error(self, message: str) -> None:  # argparse would print usage and exit(2)
-            raise ConfigError(_argparse_message(message), hint=_argparse_hint(message))
+            text = _argparse_message(message)
+            raise ConfigError(text, hint=_argparse_hint(text))
 
     parser = _Parser(classes, add_help=False)
     # `--learning_rate -1e-3`: argparse takes a word starting with "-" for a flag unless it looks
@@ -98,7 +99,8 @@ NEGATIVE_NUMBER = re.compile(r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|
 
 def _argparse_message(message: str) -> str:
     message = message.replace("the following arguments are required:", "missing required argument")
-    return re.sub(r"argument (--\w+)/--[\w-]+:", r"argument \1:", message)  # one spelling of the flag
+    message = re.sub(r"argument (--\w+)/--[\w-]+:", r"argument \1:", message)  # one spelling of the flag
+    return re.sub(r"(--\w+)/--[\w-]+", r"\1", message)
 
 
 def _argparse_hint(message: str) -> str | None:
