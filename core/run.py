@@ -21,7 +21,8 @@ from tx.core.defaults import check_report_to, core_defaults, with_core_values
 from tx.core.errors import ConfigError
 from tx.core.safety import check_remote_code
 from tx.core.jobspec import JobSpec
-from tx.core.launcher import Launcher, Plan
+from tx.core.launcher import Launcher, Plan, ProcessLauncher
+from tx.core.modelcheck import check_hub_models
 from tx.core.plugins import Plugins
 from tx.core.task import RunArgs, Task
 
@@ -180,6 +181,9 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
         created=_now(),
     )
     launcher.validate(job, opts)
+    if not flags.dry_run and isinstance(launcher, ProcessLauncher):
+        # the job runs on this machine: a Hub id must be cached or the Hub reachable (one quick request)
+        check_hub_models(parsed.run_args.model)
     # a user DeepSpeed config must agree with the Trainer arguments (any launcher)
     check_deepspeed(parsed.run_args.training, launcher.world_size(opts))
     return Resolved(job=job, task=task, launcher=launcher, options=opts, run_args=parsed.run_args, secrets=secrets,
