@@ -8,7 +8,11 @@ clock starts; only forward, backward, clipping and the optimizer/scheduler steps
 Prints one JSON object.
 
     python bench/raw_loop.py --model DIR --train_file train.jsonl [--threads N] [--order random|grouped]
-        [--pad-multiple N] [--seed N]
+        [--pad-multiple N] [--seed N] [--retune SECONDS] [--load-after SECONDS --load-procs N]
+
+The thread count is chosen once, at the start, as tx does; ``--retune 10`` looks again every 10 s
+(tx's rule before thread counts were fixed per job, for comparison). ``--load-after S`` starts
+``--load-procs`` busy loops S seconds into training (until it ends): load that arrives mid-run.
 """
 
 from __future__ import annotations
@@ -48,6 +52,28 @@ def batches(tokenizer: Any, model: Any, rows: list[dict[str, str]], batch_size: 
     return [collate([features[i] for i in perm[k:k + batch_size]]) for k in range(0, len(perm), batch_size)]
 
 
+def start_load(procs: int) -> list[Any]:
+    """Busy loops that end by themselves after 10 minutes (killed when training ends)."""
+    import subprocess
+
+    code = "import time\nend = time.time() + 600\nwhile time.time() < end: pass\n"
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(procs)]
+
+
+def retune(tuner: Any) -> tuple[float, int]:
+    """One look of tx's old rule: the load since the last look sets the thread count again."""
+    import torch
+
+    from tx.core import threads
+
+    now = threads.snapshot()
+    busy = threads.others_busy(tuner.last, now, tuner.cores) if now and tuner.last else 0.0
+    tuner.last = now
+    count = threads.pick_threads(tuner.cores, busy, tuner.most)
+    torch.set_num_threads(count)
+    return round(busy, 2), count
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -59,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pad-multiple", type=int, default=None, help="pad_to_multiple_of of the collator")
     parser.add_argument("--seed", type=int, default=HPARAMS["seed"])
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here too")
+    parser.add_argument("--retune", type=float, default=None,
+                        help="look at the load again every SECONDS (tx's old rule); default: once, at the start")
+    parser.add_argument("--load-after", type=float, default=None, help="start busy loops SECONDS into training")
+    parser.add_argument("--load-procs", type=int, default=2, help="how many busy loops --load-after starts")
     args = parser.parse_args(argv)
 
     import torch
@@ -88,10 +118,19 @@ def main(argv: list[str] | None = None) -> int:
     schedule = get_linear_schedule_with_warmup(optimizer, HPARAMS["warmup_steps"], steps)
     model.train()
     losses = []
+    hogs: list[Any] = []
+    looks: list[tuple[float, int]] = []
+    if tuner is not None:
+        tuner.choose()
     start = time.perf_counter()
+    last_look = start
     for batch in plan:
-        if tuner is not None:
-            tuner.check()
+        now = time.perf_counter()
+        if args.load_after is not None and not hogs and now - start >= args.load_after:
+            hogs = start_load(args.load_procs)
+        if tuner is not None and args.retune and now - last_look >= args.retune:
+            looks.append(retune(tuner))
+            last_look = now
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -100,9 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach())
     seconds = time.perf_counter() - start
+    for hog in hogs:
+        hog.kill()
     result = json.dumps({"steps": steps, "seconds": seconds, "tokens": tokens, "padded_tokens": padded,
                          "tokens_per_s": tokens / seconds, "threads": torch.get_num_threads(),
-                         "thread_looks": tuner.history if tuner else None,
+                         "thread_looks": (tuner.history + looks) if tuner else None,
+                         "retune": args.retune, "load_after": args.load_after,
                          "order": args.order, "pad_multiple": args.pad_multiple, "train_loss": float(torch.stack(losses).mean())})
     if args.out:
         args.out.write_text(result + "\n", encoding="utf-8")

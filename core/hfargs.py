@@ -82,14 +82,25 @@ def _make_parser(classes: tuple[type, ...]) -> argparse.ArgumentParser:
 
     class _Parser(HfArgumentParser):
         def error(self, message: str) -> None:  # argparse would print usage and exit(2)
-            raise ConfigError(_argparse_message(message), hint=_argparse_hint(message))
+            text = _argparse_message(message)
+            raise ConfigError(text, hint=_argparse_hint(text))
 
-    return _Parser(classes, add_help=False)
+    parser = _Parser(classes, add_help=False)
+    # `--learning_rate -1e-3`: argparse takes a word starting with "-" for a flag unless it looks
+    # like a negative number, and its pattern (-1, -.5, -1.5) misses exponents, so the flag "expected
+    # one argument". A negative number in any float spelling is a value (then range-checked).
+    parser._negative_number_matcher = NEGATIVE_NUMBER
+    return parser
+
+
+#: a negative int or float, exponent included: -1, -0.5, -.5, -1e-3, -2.5E+4, -inf
+NEGATIVE_NUMBER = re.compile(r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
 
 
 def _argparse_message(message: str) -> str:
     message = message.replace("the following arguments are required:", "missing required argument")
-    return re.sub(r"argument (--\w+)/--[\w-]+:", r"argument \1:", message)  # one spelling of the flag
+    message = re.sub(r"argument (--\w+)/--[\w-]+:", r"argument \1:", message)  # one spelling of the flag
+    return re.sub(r"(--\w+)/--[\w-]+", r"\1", message)
 
 
 def _argparse_hint(message: str) -> str | None:

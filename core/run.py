@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from tx.core import hfargs, jobspec, lifecycle, options as launcher_options, runlock
+from tx.core import argchecks, hfargs, jobspec, lifecycle, options as launcher_options, runlock
 from tx.core.configfile import load_config
 from tx.core.deepspeed_config import check as check_deepspeed
 from tx.core.defaults import check_report_to, core_defaults, with_core_values
@@ -21,7 +21,8 @@ from tx.core.errors import ConfigError
 from tx.core.safety import check_remote_code
 from tx.core.jobidentity import Identity
 from tx.core.jobspec import JobSpec
-from tx.core.launcher import Launcher, Plan
+from tx.core.launcher import Launcher, Plan, ProcessLauncher
+from tx.core.modelcheck import check_hub_models
 from tx.core.plugins import Plugins
 from tx.core.task import RunArgs, Task
 
@@ -157,13 +158,16 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
         base = config
     else:
         base = {**core_defaults(), **task.default_args(given_keys(hf_argv) | set(config)), **config}
+    filled: list[str] = []  # notes on required values tx filled in (argchecks.fill_output_dir)
     with light_training_arguments():  # TrainingArguments are built here
-        parsed = hfargs.parse(task, hf_argv, base=base, transform=lambda values: absolutize(values, cwd))
+        parsed = hfargs.parse(task, hf_argv, base=base,
+                              transform=lambda values: absolutize(argchecks.fill_output_dir(values, filled), cwd))
         secrets = dict(parsed.secrets)
         adjusted, notes = launcher.adjust_args(dict(parsed.values), opts, known=hfargs.field_names(task),
                                                given=given_keys(hf_argv) | set(config))
         if adjusted != parsed.values:  # parsed again, as the worker will parse the job
             parsed = hfargs.parse(task, [], base=adjusted)
+    argchecks.check(parsed.run_args)  # numeric ranges: refused here, not by torch after loading
     validate_common(parsed.run_args)
     task.validate(parsed.run_args)
 
@@ -177,10 +181,13 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
         created=_now(),
     )
     launcher.validate(job, opts)
+    if not flags.dry_run and isinstance(launcher, ProcessLauncher):
+        # the job runs on this machine: a Hub id must be cached or the Hub reachable (one quick request)
+        check_hub_models(parsed.run_args.model)
     # a user DeepSpeed config must agree with the Trainer arguments (any launcher)
     check_deepspeed(parsed.run_args.training, launcher.world_size(opts))
     return Resolved(job=job, task=task, launcher=launcher, options=opts, run_args=parsed.run_args, secrets=secrets,
-                    notes=tuple(notes))
+                    notes=tuple(filled) + tuple(notes))
 
 
 @contextmanager

@@ -83,8 +83,9 @@ def run(task: Task, job: JobSpec, plugins: Plugins) -> dict[str, Any]:
     flag = StopFlag(save_on_interrupt=txargs.save_on_interrupt)
     flag.install()
     set_seed(training.seed)
-    # CPU training: no more intra-op threads than the cores other processes leave free (threads.py)
-    tuner = threads.ThreadTuner() if threads.should_tune(accelerator=training.device.type != "cpu") else None
+    # CPU training: no more intra-op threads than the cores other processes leave free, chosen once
+    # per job and kept in its checkpoints, so a resumed run computes what an uninterrupted one does (threads.py)
+    tuner = threads.ThreadTuner(tune=threads.should_tune()) if training.device.type == "cpu" else None
     parts = task.build(RunContext(args=args, job=job, last_checkpoint=str(last) if last else None))
 
     callbacks = list(plugins.trainer_callbacks(job=job))

@@ -136,6 +136,15 @@ def check_local_model(name: str | None) -> None:
         )
 
 
+def check_tokenizer_source(args: Any) -> None:
+    """Before launch, after the cheap checks: a local tokenizer folder holds a tokenizer that can
+    read the data (tx.core.modelcheck; Hub ids are checked by `tx run` itself)."""
+    from tx.core import modelcheck
+    from tx.core.data import data_files
+
+    modelcheck.check_tokenizer(args.model, data_files(args.data).values())
+
+
 def builtin_run(task: str, model_key: str, data_dir: Path, ext: str, given: set[str]) -> dict[str, Any]:
     """Arguments of `tx run TASK` with nothing chosen: shipped data, tiny built-in model.
     Empty when the user picked their own model or data."""

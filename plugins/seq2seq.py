@@ -23,6 +23,7 @@ from tx.plugins.common import (
     check_data_sources,
     check_local_model,
     check_model_name,
+    check_tokenizer_source,
     hub_kwargs,
     loading_model,
     model_card,
@@ -209,6 +210,7 @@ class Seq2SeqTask(Task):
         check_lengths(args.data)
         check_data_sources(args, lambda columns, path: self.check_columns(columns, args.data, path))
         check_model_name(args.model.model_name_or_path, self.builtin_model, self.name)
+        check_tokenizer_source(args)
 
     def build(self, ctx: RunContext) -> TaskParts:
         from tx.core.data import load_raw_datasets

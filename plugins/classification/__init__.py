@@ -22,6 +22,7 @@ from tx.plugins.common import (
     builtin_run,
     check_data_sources,
     check_model_name,
+    check_tokenizer_source,
     check_positive,
     hub_kwargs,
     loading_model,
@@ -239,6 +240,7 @@ class ClassificationTask(Task):
                     f"--metric_name {name!r} is not shipped with tx and cannot be downloaded offline",
                     hint=f"use {', '.join(SHIPPED_METRICS)} or a local evaluate module folder",
                 )
+        check_tokenizer_source(args)  # last: may load a tokenizer
 
     def _check_file_columns(self, columns: list[str], path: str, data: Any) -> None:
         from tx.core.data import require_columns

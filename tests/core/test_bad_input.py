@@ -100,6 +100,32 @@ def make_world(root: Path) -> None:
     (root / "a_file").write_text("not a directory\n")
     (root / "model_noconfig").mkdir()
     (root / "model_noconfig" / "tokenizer.json").write_text("{}")
+    make_model_folders(root)
+
+
+def make_model_folders(root: Path) -> None:
+    """model_only: config + weights of the built-in tiny T5, saved without its tokenizer (what
+    `model.save_pretrained(folder)` alone leaves); model_foreign_tokenizer: the same with a
+    tokenizer of twelve words the data never uses."""
+    import shutil
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from tx.core.builtin_models import cached_build
+    from tx.plugins.summarization import SummarizationTask
+
+    task = SummarizationTask()
+    built = cached_build(task.builtin_model, task._build_builtin)
+    for name in ("model_only", "model_foreign_tokenizer"):
+        (root / name).mkdir()
+        for file in ("config.json", "generation_config.json", "model.safetensors"):
+            shutil.copy(built / file, root / name / file)
+    words = ["<unk>", "<pad>", "</s>"] + [f"zz{i}" for i in range(12)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="</s>").save_pretrained(
+        root / "model_foreign_tokenizer")
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -128,7 +154,7 @@ class Case:
     args: tuple[str, ...]
     problem: tuple[str, ...]  # the error line names the problem with these
     fix: str  # ... and says what to do with this
-    where: str = "inproc"  # inproc | nocaps (subprocess without capabilities) | worker
+    where: str = "inproc"  # inproc | nocaps (subprocess without capabilities) | subproc (own environment) | worker
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -236,6 +262,54 @@ CASES = [
          "save_pretrained"),
     Case("model-path-missing", summ("--model_name_or_path", "./no_such_model"), ("no_such_model", "does not exist"),
          "local model folder"),
+    # numeric ranges of the training arguments (torch used to refuse them after loading everything)
+    Case("learning-rate-negative", summ("--learning_rate=-1e-3"), ("--learning_rate", "zero or more", "got -0.001"),
+         "learning rate such as 5e-5"),
+    Case("learning-rate-negative-spaced", summ("--learning_rate", "-1e-3"), ("--learning_rate", "got -0.001"),
+         "learning rate such as 5e-5"),
+    Case("learning-rate-nan", summ("--learning_rate", "nan"), ("--learning_rate", "got nan"), "learning rate such as"),
+    Case("train-batch-size-zero", summ("--per_device_train_batch_size", "0"),
+         ("--per_device_train_batch_size", "at least 1", "got 0"), "change it"),
+    Case("eval-batch-size-negative", summ("--per_device_eval_batch_size", "-4"), ("--per_device_eval_batch_size", "got -4"),
+         "change it"),
+    Case("gradient-accumulation-zero", summ("--gradient_accumulation_steps", "0"), ("--gradient_accumulation_steps", "got 0"),
+         "change it"),
+    Case("epochs-negative", summ("--num_train_epochs", "-1"), ("--num_train_epochs", "got -1"), "change it"),
+    Case("epochs-zero-without-max-steps", cls("data/cls.csv", "--max_steps", "-1", "--num_train_epochs", "0"),
+         ("--num_train_epochs 0", "nothing to train"), "--max_steps"),
+    Case("max-steps-zero", summ("--max_steps", "0"), ("--max_steps", "got 0"), "leave it out"),
+    Case("max-steps-below-minus-one", summ("--max_steps", "-5"), ("--max_steps", "got -5"), "leave it out"),
+    Case("weight-decay-negative", summ("--weight_decay", "-0.1"), ("--weight_decay", "got -0.1"), "change it"),
+    Case("max-grad-norm-negative", summ("--max_grad_norm", "-1"), ("--max_grad_norm", "got -1"), "0 turns gradient clipping off"),
+    Case("adam-beta-above-one", summ("--adam_beta2", "1.5"), ("--adam_beta2", "[0, 1)", "got 1.5"), "change it"),
+    Case("label-smoothing-above-one", summ("--label_smoothing_factor", "1.5"), ("--label_smoothing_factor", "got 1.5"),
+         "change it"),
+    Case("save-steps-zero", summ("--save_steps", "0"), ("--save_steps", "positive", "got 0"), "a number of steps"),
+    Case("eval-steps-negative", summ("--eval_strategy", "steps", "--eval_steps", "-2"), ("--eval_steps", "got -2"),
+         "a number of steps"),
+    Case("logging-steps-negative", summ("--logging_steps", "-3"), ("--logging_steps", "got -3"), "a number of steps"),
+    Case("seed-negative", summ("--seed", "-1"), ("--seed", "got -1"), "change it"),
+    Case("seed-too-big", summ("--data_seed", str(2**32)), ("--data_seed", "got 4294967296"), "change it"),
+    Case("dataloader-workers-negative", summ("--dataloader_num_workers", "-1"), ("--dataloader_num_workers", "got -1"),
+         "change it"),
+    Case("save-total-limit-negative", summ("--save_total_limit", "-1"), ("--save_total_limit", "got -1"), "change it"),
+    Case("max-eval-samples-negative", summ("--max_eval_samples", "-3"), ("--max_eval_samples", "-3"), "positive"),
+    # required arguments
+    Case("no-model", ("run", "summarization", "--train_file", "data/train.jsonl", "--do_train", "--output_dir", "out"),
+         ("missing required argument --model_name_or_path",), "add it to the command line"),
+    # tokenizers that cannot read the data (transformers would build an empty one and train on <unk>)
+    Case("model-folder-without-tokenizer", summ("--model_name_or_path", "./model_only"),
+         ("model_only", "no tokenizer files", "<unk>"), "--tokenizer_name"),
+    Case("tokenizer-folder-without-tokenizer", summ("--tokenizer_name", "./model_only"),
+         ("--tokenizer_name", "model_only", "no tokenizer files"), "save that tokenizer into the folder"),
+    Case("tokenizer-that-knows-none-of-the-words", summ("--model_name_or_path", "./model_foreign_tokenizer"),
+         ("model_foreign_tokenizer", "tokens of the data into <unk>"), "--tokenizer_name"),
+    # Hub ids: from the cache, or one quick request (no retries for half a minute)
+    Case("hub-id-offline-not-cached", summ("--model_name_or_path", "someone/no-such-model"),
+         ("'someone/no-such-model'", "not in the local Hugging Face cache", "HF_HUB_OFFLINE"), "pass a local model folder"),
+    Case("hub-unreachable", summ("--model_name_or_path", "someone/no-such-model", out="../fresh-hub"),
+         ("'someone/no-such-model'", "cannot reach http://127.0.0.1:9", "not in the local cache"), "check the network",
+         where="subproc", env={"HF_HUB_OFFLINE": "", "TRANSFORMERS_OFFLINE": "", "HF_ENDPOINT": "http://127.0.0.1:9"}),
     # only the worker, loading the data, can tell
     Case("every-row-has-an-empty-text", summ(train="data/all_rows_empty.jsonl", out="../fresh-empty"),
          ("every row of the train split",), "check the data", where="worker"),
@@ -266,7 +340,7 @@ def run_case(case: Case, world: Path) -> subprocess.CompletedProcess[str]:
     if case.where == "nocaps":
         return subprocess.run([*NO_CAPS, sys.executable, "-m", "tx.core.cli", *case.args], cwd=world,
                               capture_output=True, text=True, timeout=300, env={**os.environ, **case.env})
-    return run_tx(*case.args, cwd=world, env=case.env, timeout=900)
+    return run_tx(*case.args, cwd=world, env=case.env, timeout=900)  # subproc, worker
 
 
 def _param(case: Case) -> object:
@@ -275,7 +349,7 @@ def _param(case: Case) -> object:
 
 
 def test_the_table_is_big_enough() -> None:
-    assert len(CASES) >= 40
+    assert len(CASES) >= 80
     assert len({c.id for c in CASES}) == len(CASES)
 
 
@@ -286,6 +360,8 @@ def test_bad_input(case: Case, world: Path) -> None:
     line = assert_one_line_error(result, *case.problem)
     assert case.fix.lower() in line.lower(), f"no fix in: {line}"
     assert snapshot(world) == before, "something on disk changed"
+    if case.where != "worker":  # refused before launch: not even a job file in a new output folder
+        assert not (world.parent / "fresh-hub").exists()
     if case.where != "worker":
         assert "Traceback" not in result.stdout
     assert not Path("/tmp/tx-pwned").exists()
@@ -303,3 +379,15 @@ def test_empty_rows_are_skipped_with_a_count(tmp_path: Path) -> None:
                     "--per_device_train_batch_size", "4", "--report_to", "none", "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "tx: skipped 2 of 12 rows of the train split with an empty source or target text" in result.stdout
+
+
+def test_no_output_dir_writes_where_the_trainer_would(world: Path) -> None:
+    """No --output_dir with one's own data: transformers' default (./trainer_output), said in a note
+    (it was `tx: internal error: KeyError: 'output_dir'`)."""
+    before = snapshot(world)
+    result = run_inprocess(("run", "summarization", "--model_name_or_path", "tx-builtin:t5-tiny-summarization-v1",
+                            "--train_file", "data/train.jsonl", "--do_train", "--dry-run"), world)
+    assert result.returncode == 0, result.stderr
+    assert "tx: note: no --output_dir given: writing to ./trainer_output" in result.stderr
+    assert f"output_dir: {world / 'trainer_output'}" in result.stdout
+    assert snapshot(world) == before
