@@ -238,7 +238,7 @@ def check_launcher_flags(argv: list[str], launcher: Launcher, launchers: list[La
                   if other.name != launcher.name and flag in launcher_options.flags_of(other.options)]
         if owners:
             raise ConfigError(f"{flag} is an option of launcher {', '.join(owners)}, not of {launcher.name!r}",
-                              hint=f"add --launcher {owners[0]}, or drop {flag}")
+                              hint=f"add --launcher {'torchrun' if 'torchrun' in owners else owners[0]}, or drop {flag}")
         if "-" not in flag[2:].lstrip("-"):
             continue
         close = difflib.get_close_matches(flag, own, n=1, cutoff=0.6)

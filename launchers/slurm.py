@@ -248,6 +248,9 @@ def validate_options(o: SlurmOptions) -> None:
             f"--signal-grace {o.signal_grace} is not shorter than --time {o.time} ({limit} s)",
             hint="give a longer --time or a shorter --signal-grace",
         )
+    if o.preempt_signal not in ("USR2", "USR1"):
+        raise ConfigError(f"--preempt-signal must be one of USR2, USR1, not {o.preempt_signal!r}",
+                          hint="tx's workers save a checkpoint on these two")
     if o.max_requeues < 0:
         raise ConfigError(f"--max-requeues must be 0 or more, not {o.max_requeues}")
     for flag, value in (("--partition", o.partition), ("--account", o.account), ("--qos", o.qos),
