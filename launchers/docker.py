@@ -382,7 +382,7 @@ class DockerLauncher(Launcher):
         import importlib.util
 
         if importlib.util.find_spec("docker") is None:
-            return "the docker Python package is missing (pip install 'tx-train[docker]')"
+            return "the docker Python package is missing (tx-train depends on it; install it with: pip install 'docker>=7')"
         host = os.environ.get("DOCKER_HOST", "")
         if not host and not os.path.exists("/var/run/docker.sock"):
             return "no Docker engine socket (/var/run/docker.sock) and DOCKER_HOST is not set"
@@ -575,7 +575,7 @@ def _client() -> Any:
         import docker
     except ImportError:
         raise LaunchError(
-            "the docker launcher needs the docker Python package", hint="pip install 'tx-train[docker]'"
+            "the docker launcher needs the docker Python package", hint="tx-train depends on it; install it with: pip install 'docker>=7'"
         ) from None
     try:
         client = docker.from_env(timeout=120)
