@@ -288,3 +288,57 @@ def test_a_sigterm_delivered_twice_is_one_stop_request() -> None:
         flag._handle(signal.SIGTERM, None)
     with pytest.raises(SignalExit):  # a Ctrl-C after the first request still stops at once
         flag._handle(signal.SIGINT, None)
+
+
+# -- process layout, CPUs, preemption signal, node-local paths -------------------------------------
+def test_cpus_per_task_follows_the_process_layout(launcher: sl.SlurmLauncher) -> None:
+    """Without --cpus-per-task the cluster's default (often 1 CPU) would be shared by every worker
+    of a node: the script always asks for CPUs, per worker process, unless told otherwise."""
+    assert sl.default_cpus_per_task(sl.SlurmOptions()) == 1
+    assert sl.default_cpus_per_task(sl.SlurmOptions(nproc_per_node=3)) == 3
+    assert sl.default_cpus_per_task(sl.SlurmOptions(gpus_per_node="a100:4")) == 16  # 4 per GPU process
+    assert sl.default_cpus_per_task(sl.SlurmOptions(gpus_per_node="8", nproc_per_node=2)) == 8
+    script = render(launcher, job(), nproc_per_node=3, mem="32G")
+    assert "#SBATCH --cpus-per-task=3" in script.splitlines() and "#SBATCH --mem=32G" in script.splitlines()
+    assert "srun --nodes=1 --ntasks-per-node=1 --cpus-per-task=3 " in script
+    assert "torch.distributed.run --nnodes=1 --nproc-per-node=3" in script  # --inner auto: torchrun
+    explicit = render(launcher, job(), gpus_per_node="8", cpus_per_task=96)
+    assert "#SBATCH --cpus-per-task=96" in explicit and "#SBATCH --mem" not in explicit
+
+
+def test_the_preemption_signal_is_configurable_and_usr2_by_default(launcher: sl.SlurmLauncher) -> None:
+    default = render(launcher, job())
+    assert "#SBATCH --signal=B:USR2@300" in default and "trap tx_on_preempt USR2" in default
+    assert 'kill -USR2 "$tx_srun"' in default
+    usr1 = render(launcher, job(), preempt_signal="USR1")
+    assert "#SBATCH --signal=B:USR1@300" in usr1 and "trap tx_on_preempt USR1" in usr1
+    # launch tools ignore both, whichever is chosen; only the workers act on it
+    assert "trap \"\" USR1 USR2; exec" in default and "trap \"\" USR1 USR2; exec" in usr1
+
+
+def test_the_worker_saves_on_either_preemption_signal() -> None:
+    import signal
+
+    from tx.core.interrupt import HANDLED, SignalExit, StopFlag
+
+    assert signal.SIGUSR1 in HANDLED and signal.SIGUSR2 in HANDLED
+    flag = StopFlag()
+    flag._handle(signal.SIGUSR2, None)  # outside training: a warning, nothing to save, no exit
+    assert not flag.requested
+    flag.training = True
+    flag._handle(signal.SIGUSR2, None)  # during training: save at the next step and stop
+    assert flag.signum == signal.SIGUSR2
+    with pytest.raises(SignalExit):
+        StopFlag()._handle(signal.SIGTERM, None)
+
+
+def test_node_local_paths_are_found(launcher: sl.SlurmLauncher) -> None:
+    assert sl.node_local_paths(job(), "/shared/venv/bin/python") == []
+    spec = job(output_dir="/tmp/runs/x", train_file="/dev/shm/train.jsonl", deepspeed="/var/tmp/ds.json")
+    found = sl.node_local_paths(spec, "/tmp/venv/bin/python")
+    assert found == [("the Python interpreter", "/tmp/venv/bin/python", "/tmp"), ("output_dir", "/tmp/runs/x", "/tmp"),
+                     ("--train_file", "/dev/shm/train.jsonl", "/dev/shm"), ("--deepspeed", "/var/tmp/ds.json", "/var/tmp")]
+    assert sl.node_local_paths(job(output_dir="/tmpdata/x"), "/opt/py") == []  # a prefix, not the folder
+    plan = launcher.plan(spec, sl.SlurmOptions(), spec.job_file)
+    assert len(plan.warnings) == 4 - (not sys.executable.startswith("/tmp/"))
+    assert any(w.startswith("output_dir /tmp/runs/x is under /tmp, which each node has for itself") for w in plan.warnings)
