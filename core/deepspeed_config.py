@@ -20,7 +20,9 @@ from typing import Any, Callable, Mapping
 from tx.core.errors import ConfigError
 
 PRESETS = ("zero1", "zero2", "zero3", "zero2-offload", "zero3-offload")
-INSTALL_HINT = "install it with: pip install 'tx-train[deepspeed]' (or pip install deepspeed)"
+#: the config of `--launcher deepspeed` without --deepspeed (docs/launchers.md says why this one)
+DEFAULT_PRESET = "zero2"
+INSTALL_HINT = "tx-train depends on it but this environment lacks it; install it with: pip install deepspeed"
 
 
 def preset_dir() -> Path:

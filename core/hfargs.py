@@ -35,7 +35,7 @@ class TxArguments:
     )
     save_on_interrupt: bool = field(
         default=True,
-        metadata={"help": "On SIGTERM/SIGINT/SIGUSR1 save a checkpoint at the next step and exit."},
+        metadata={"help": "On SIGTERM/SIGINT/SIGUSR1/SIGUSR2 save a checkpoint at the next step and exit."},
     )
     push_to_hub_model_id: str | None = field(
         default=None, metadata={"help": "Deprecated alias of --hub_model_id."}

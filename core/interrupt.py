@@ -1,15 +1,15 @@
 """Stop cleanly on a signal: during training, save a checkpoint at the next step and exit;
 outside training (loading, tokenizing, final evaluation), exit at once.
 
-SIGTERM/SIGINT (Ctrl-C, `tx cancel`, a scheduler's kill) and SIGUSR1 (Slurm's warning before
-the time limit or a preemption) set a flag while the Trainer loop runs; a Trainer callback
+SIGTERM/SIGINT (Ctrl-C, `tx cancel`, a scheduler's kill) and SIGUSR2 or SIGUSR1 (Slurm's
+warning before the time limit or a preemption: `--preempt-signal`) set a flag while the Trainer loop runs; a Trainer callback
 turns it into "save now and stop". In a multi-process run every rank must stop at the same
 step, so the flag is reduced across ranks at each step end. A second SIGINT/SIGTERM (a
 stop signal repeated within DUPLICATE_SECONDS counts once), or one
 outside training, raises :class:`SignalExit` (a BaseException, so no ``except Exception`` in a
 library swallows it); checkpoints are written atomically, so that is safe at any point.
 
-Exit codes follow the shell: 128 + signal number (130 SIGINT, 143 SIGTERM, 138 SIGUSR1).
+Exit codes follow the shell: 128 + signal number (130 SIGINT, 143 SIGTERM, 138 SIGUSR1, 140 SIGUSR2).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import signal
 import time
 from typing import Any
 
-HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+#: warnings: save and stop during training, nothing to do outside it (the Slurm launcher's preemption signals)
+WARNINGS = (signal.SIGUSR1, signal.SIGUSR2)
+HANDLED = (signal.SIGTERM, signal.SIGINT, *WARNINGS)
 #: A SIGTERM this soon after the first is the same request delivered twice, not "stop now": Slurm
 #: signals every process of a job step, and the launch tool in the step (torchrun) forwards the
 #: signal to its workers as well. Likewise DeepSpeed's launcher answers the SIGINT its workers
@@ -69,7 +71,7 @@ class StopFlag:
             self.signum = signum  # the callback saves at the next step end
             self._first_at = now
             return
-        if signum == signal.SIGUSR1:
+        if signum in WARNINGS:
             return  # a warning, not an order: outside training there is nothing to save
         if self.signum is not None and now - self._first_at < DUPLICATE_SECONDS:
             return  # the same stop delivered twice (see DUPLICATE_SECONDS), not a second request

@@ -84,6 +84,13 @@ class Launcher:
         """Why this launcher cannot run here (for `tx env`), or None. Must be cheap."""
         return None
 
+    def complete_options(self, options: Any, given: set[str]) -> tuple[Any, list[str]]:
+        """The options with the defaults that depend on this machine filled in (the process
+        count of a launch here), and one note per value chosen (`tx run` prints them as
+        ``tx: note:``). Called only when the job launches on this machine, so the job file
+        records the values that really run; ``given`` names the options the user set."""
+        return options, []
+
     def adjust_args(self, args: dict[str, Any], options: Any, *, known: set[str],
                     given: set[str]) -> tuple[dict[str, Any], list[str]]:
         """The job's HF arguments as this launcher needs them, and one note per change (`tx run`

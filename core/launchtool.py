@@ -23,7 +23,7 @@ different ports, which a fixed default such as 29500 never gives.
 
 A signal that arrives while the tool has not started any process yet ends it at once; after
 that the tool is left to stop its workers (they save a checkpoint first) and the signal only
-decides the exit code. SIGUSR1 is ignored by the tool (tx sends it to the workers themselves).
+decides the exit code. SIGUSR1 and SIGUSR2 are ignored by the tool (tx sends them to the workers themselves).
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def run(module: str, args: list[str]) -> int:
     # SIGUSR1 (Slurm's warning) is for the workers, which tx signals directly: the tool and what
     # it starts ignore it until they install a handler (the worker does), instead of dying of it.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the same for the other preemption signal (--preempt-signal)
     sys.argv = [module, *args]
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -153,6 +153,8 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
     option_values, hf_argv = launcher_options.split_options(launcher.options, flags.rest)
     check_launcher_flags(hf_argv, launcher, list(plugins.launchers))
     opts = launcher_options.build_options(launcher.options, {**saved_options, **option_values})
+    opts, layout_notes = launcher.complete_options(opts, set(launcher_options.canonical(
+        launcher.options, {**saved_options, **option_values})))
 
     if flags.from_job:
         base = config
@@ -187,7 +189,7 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
     # a user DeepSpeed config must agree with the Trainer arguments (any launcher)
     check_deepspeed(parsed.run_args.training, launcher.world_size(opts))
     return Resolved(job=job, task=task, launcher=launcher, options=opts, run_args=parsed.run_args, secrets=secrets,
-                    notes=tuple(filled) + tuple(notes))
+                    notes=tuple(filled) + tuple(layout_notes) + tuple(notes))
 
 
 @contextmanager
@@ -233,20 +235,17 @@ def check_launcher_flags(argv: list[str], launcher: Launcher, launchers: list[La
     that is misspelt or belongs to another launcher (HF flags are snake_case): say which."""
     import difflib
 
-    def flags_of(cls: type) -> list[str]:
-        names = launcher_options._fields(cls)
-        return [launcher_options.flag_name(n) for n in names] + ["--no-" + n.replace("_", "-") for n in names]
-
-    own = flags_of(launcher.options)
+    own = list(launcher_options.flags_of(launcher.options))
     for arg in argv:
         flag = arg.split("=", 1)[0]
         if not flag.startswith("--"):
             continue
         # one-word flags too: --include would otherwise reach HF as a prefix of --include_for_metrics
-        owners = [other.name for other in launchers if other.name != launcher.name and flag in flags_of(other.options)]
+        owners = [other.name for other in launchers
+                  if other.name != launcher.name and flag in launcher_options.flags_of(other.options)]
         if owners:
-            raise ConfigError(f"{flag} is an option of launcher {' and '.join(owners)}, not of {launcher.name!r}",
-                              hint=f"add --launcher {owners[0]}, or drop {flag}")
+            raise ConfigError(f"{flag} is an option of launcher {', '.join(owners)}, not of {launcher.name!r}",
+                              hint=f"add --launcher {'torchrun' if 'torchrun' in owners else owners[0]}, or drop {flag}")
         if "-" not in flag[2:].lstrip("-"):
             continue
         close = difflib.get_close_matches(flag, own, n=1, cutoff=0.6)
@@ -336,7 +335,7 @@ def staged_launcher(plugins: Plugins, flags: RunFlags) -> Launcher | None:
     from tx.core.errors import TxError
     from tx.core.launcher import ProcessLauncher
 
-    if flags.dry_run or flags.help or not (flags.task or flags.from_job):
+    if flags.help or not (flags.task or flags.from_job):
         return None
     try:
         name = flags.launcher
@@ -348,5 +347,11 @@ def staged_launcher(plugins: Plugins, flags: RunFlags) -> Launcher | None:
             return None
         launcher = plugins.launchers.get(name or DEFAULT_LAUNCHER)
     except TxError:
+        return None
+    # a flag of another launcher (or a misspelt one) is refused here, in the light `tx` process,
+    # before a child imports torch to resolve the job
+    check_launcher_flags(launcher_options.split_options(launcher.options, flags.rest)[1], launcher,
+                         list(plugins.launchers))
+    if flags.dry_run:
         return None
     return launcher if isinstance(launcher, ProcessLauncher) else None

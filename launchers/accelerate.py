@@ -3,7 +3,10 @@ written by `accelerate config`.
 
 Without ``--accelerate-config``, tx passes what the job implies: the number of processes
 (``--multi_gpu`` when more than one: accelerate's multi-process launcher, which also runs on
-CPUs), and ``--mixed_precision`` from ``--fp16``/``--bf16``. With a config file, only the flags
+CPUs), and ``--mixed_precision`` from ``--fp16``/``--bf16``. The process count is
+``--nproc-per-node`` x ``--nnodes`` (accelerate's ``--num-processes``, the total, works too);
+with neither nor a config file, a launch on this machine runs one worker per GPU, or per CPU
+core when there is none. With a config file, only the flags
 given on the command line are added (they override the file, as with accelerate itself); a
 file whose mixed precision contradicts ``--fp16``/``--bf16`` fails before launch.
 
@@ -14,7 +17,7 @@ the port is picked where the command runs (tx.core.launchtool).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +25,21 @@ from tx.core.errors import ConfigError, LaunchError
 from tx.core.hookspecs import hookimpl
 from tx.core.launcher import LAUNCHTOOL, Plan, ProcessLauncher, ProcessPlan, worker_argv
 from tx.core.launchtool import PLACEHOLDER
+from tx.core.options import local_process_count
 
 
 @dataclass(frozen=True)
 class AccelerateOptions:
+    nproc_per_node: int | None = field(default=None, metadata={
+        "help": "Worker processes per machine. Default: the config file's value, else one per GPU of this "
+                "machine, or one per CPU core."})
+    nnodes: int | None = field(default=None, metadata={
+        "aliases": ("num_machines",), "help": "Number of machines (accelerate's --num_machines)."})
     num_processes: int | None = field(default=None, metadata={
-        "help": "Worker processes in total (all machines). Default: the config file's value, else 1."})
+        "help": "Worker processes in total, all machines (accelerate's own count; "
+                "--nproc-per-node x --nnodes)."})
     accelerate_config: str | None = field(default=None, metadata={
         "help": "An accelerate config file (from `accelerate config`); flags given here override it."})
-    num_machines: int | None = field(default=None, metadata={"help": "Number of machines."})
     machine_rank: int | None = field(default=None, metadata={"help": "Rank of this machine (0 on the main one)."})
     main_process_ip: str | None = field(default=None, metadata={"help": "Address of the machine of rank 0."})
     main_process_port: int | None = field(default=None, metadata={
@@ -39,14 +48,19 @@ class AccelerateOptions:
 
 def validate_options(o: AccelerateOptions) -> None:
     """Checks of the flags alone; pure."""
-    for flag, value in (("--num-processes", o.num_processes), ("--num-machines", o.num_machines)):
+    for flag, value in (("--nproc-per-node", o.nproc_per_node), ("--num-processes", o.num_processes),
+                        ("--nnodes", o.nnodes)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be 1 or more, not {value}")
+    if o.num_processes is not None and o.nproc_per_node is not None \
+            and o.num_processes != o.nproc_per_node * (o.nnodes or 1):
+        raise ConfigError(f"--num-processes {o.num_processes} is not --nproc-per-node {o.nproc_per_node} x "
+                          f"--nnodes {o.nnodes or 1}", hint="give one of the two counts")
     if o.machine_rank is not None and o.machine_rank < 0:
         raise ConfigError(f"--machine-rank must be 0 or more, not {o.machine_rank}")
-    if o.machine_rank is not None and o.num_machines is not None and o.machine_rank >= o.num_machines:
-        raise ConfigError(f"--machine-rank {o.machine_rank} is not a machine of --num-machines {o.num_machines}")
-    if (o.num_machines or 1) > 1 and o.accelerate_config is None and not o.main_process_ip:
+    if o.machine_rank is not None and o.nnodes is not None and o.machine_rank >= o.nnodes:
+        raise ConfigError(f"--machine-rank {o.machine_rank} is not a machine of --nnodes {o.nnodes}")
+    if (o.nnodes or 1) > 1 and o.accelerate_config is None and not o.main_process_ip:
         raise ConfigError("several machines need --main-process-ip (the address of the machine of rank 0)")
     if o.main_process_port is not None and not 0 < o.main_process_port < 65536:
         raise ConfigError(f"--main-process-port must be a TCP port (1-65535), not {o.main_process_port}")
@@ -74,20 +88,29 @@ def config_conflicts(config: dict[str, Any], args: dict[str, Any]) -> list[str]:
     return out
 
 
+def total_processes(o: AccelerateOptions) -> int | None:
+    """accelerate's --num_processes (all machines), or None to leave it to the config file."""
+    if o.num_processes is not None:
+        return o.num_processes
+    if o.nproc_per_node is not None:
+        return o.nproc_per_node * (o.nnodes or 1)
+    return None
+
+
 def launch_args(o: AccelerateOptions, args: dict[str, Any]) -> list[str]:
     """Pure: `accelerate launch` flags for these options and the job's HF arguments."""
     out: list[str] = []
     if o.accelerate_config:
         out.append(f"--config_file={o.accelerate_config}")
     else:
-        out += ["--num_machines=1" if o.num_machines is None else f"--num_machines={o.num_machines}",
-                f"--mixed_precision={job_precision(args)}", "--dynamo_backend=no"]
-        if (o.num_processes or 1) > 1:
+        out += [f"--num_machines={o.nnodes or 1}", f"--mixed_precision={job_precision(args)}",
+                "--dynamo_backend=no"]
+        if (total_processes(o) or 1) > 1:
             out.append("--multi_gpu")  # accelerate's multi-process launcher (torchrun); CPUs too
-    if o.num_processes is not None:
-        out.append(f"--num_processes={o.num_processes}")
-    if o.accelerate_config and o.num_machines is not None:
-        out.append(f"--num_machines={o.num_machines}")
+    if total_processes(o) is not None:
+        out.append(f"--num_processes={total_processes(o)}")
+    if o.accelerate_config and o.nnodes is not None:
+        out.append(f"--num_machines={o.nnodes}")
     if o.machine_rank is not None:
         out.append(f"--machine_rank={o.machine_rank}")
     if o.main_process_ip:
@@ -108,6 +131,13 @@ class AccelerateLauncher(ProcessLauncher):
             return "accelerate is not installed (pip install accelerate)"
         return None
 
+    def complete_options(self, options: AccelerateOptions, given: set[str]) -> tuple[AccelerateOptions, list[str]]:
+        if options.accelerate_config or total_processes(options) is not None:
+            return options, []
+        count, why = local_process_count()
+        return replace(options, nproc_per_node=count), [
+            f"--nproc-per-node {count}: {why}; pass --nproc-per-node to choose"]
+
     def validate(self, job: Any, options: AccelerateOptions) -> None:
         validate_options(options)
         reason = self.unavailable_reason()
@@ -124,9 +154,9 @@ class AccelerateLauncher(ProcessLauncher):
                 )
 
     def world_size(self, options: AccelerateOptions) -> int | None:
-        if options.accelerate_config and options.num_processes is None:
+        if options.accelerate_config and total_processes(options) is None:
             return None
-        return options.num_processes or 1
+        return total_processes(options) or 1
 
     def plan(self, job: Any, options: AccelerateOptions, job_file: Path) -> Plan:
         python, *worker = worker_argv(job_file)  # worker: -m tx.core.worker JOB_FILE

@@ -62,8 +62,14 @@ _GPUS = re.compile(r"^(all|none|auto|[1-9]\d*)$")
 class DockerOptions:
     image: str = field(default=DEFAULT_IMAGE, metadata={
         "help": "Image to run (build one with `tx docker build`); a name with a registry is pulled if missing."})
-    inner: str = field(default="local", metadata={
-        "help": "Process launcher run inside the container: local, torchrun, deepspeed..."})
+    inner: str = field(default="auto", metadata={
+        "help": "Process launcher run inside the container: local, torchrun, deepspeed..., or auto "
+                "(torchrun for more than one process, else local)."})
+    nproc_per_node: int | None = field(default=None, metadata={
+        "help": "Worker processes in the container, passed to the inner launcher (default: its own)."})
+    nnodes: int | None = field(default=None, metadata={
+        "help": "Number of nodes, passed to the inner launcher (a multi-node torchrun also needs its "
+                "rendezvous: --inner-option rdzv-endpoint=HOST:PORT)."})
     inner_option: tuple[str, ...] = field(default=(), metadata={
         "help": "NAME=VALUE option of the inner launcher, e.g. --inner-option nproc-per-node=2 (repeatable)."})
     gpus: str = field(default="auto", metadata={
@@ -349,6 +355,16 @@ def validate_options(options: DockerOptions) -> None:
         if not _ENV_NAME.match(name):
             raise ConfigError(f"--env {name!r} is not an environment variable name")
     parse_inner_options(options.inner_option)
+    for flag, value in (("--nproc-per-node", options.nproc_per_node), ("--nnodes", options.nnodes)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be 1 or more, not {value}")
+
+
+def inner_name(options: DockerOptions) -> str:
+    """The inner launcher `--inner auto` stands for: torchrun for several processes or nodes."""
+    if options.inner != "auto":
+        return options.inner
+    return "torchrun" if (options.nproc_per_node or 1) > 1 or (options.nnodes or 1) > 1 else "local"
 
 
 class DockerLauncher(Launcher):
@@ -366,7 +382,7 @@ class DockerLauncher(Launcher):
         import importlib.util
 
         if importlib.util.find_spec("docker") is None:
-            return "the docker Python package is missing (pip install 'tx-train[docker]')"
+            return "the docker Python package is missing (tx-train depends on it; install it with: pip install 'docker>=7')"
         host = os.environ.get("DOCKER_HOST", "")
         if not host and not os.path.exists("/var/run/docker.sock"):
             return "no Docker engine socket (/var/run/docker.sock) and DOCKER_HOST is not set"
@@ -387,7 +403,18 @@ class DockerLauncher(Launcher):
         from tx.core import options as launcher_options
 
         try:
-            return launcher_options.build_options(inner.options, parse_inner_options(options.inner_option))
+            values = launcher_options.canonical(inner.options, parse_inner_options(options.inner_option))
+            for key in launcher_options.LAYOUT:
+                mine = getattr(options, key)
+                if mine is None:
+                    continue
+                if key in values and str(values[key]) != str(mine):
+                    raise ConfigError(f"--inner-option {key.replace('_', '-')}={values[key]} contradicts "
+                                      f"--{key.replace('_', '-')} {mine}", hint=f"give --{key.replace('_', '-')} only")
+                if inner.name == "local" and mine == 1:
+                    continue  # one process on one node: what local does
+                values[key] = str(mine)
+            return launcher_options.build_options(inner.options, values)
         except ConfigError as exc:
             raise ConfigError(f"--inner-option for {inner.name!r}: {exc.message}", hint=exc.hint) from None
 
@@ -398,8 +425,15 @@ class DockerLauncher(Launcher):
             mount = parse_mount(spec, cwd)
             if not os.path.exists(mount.source):
                 raise ConfigError(f"--mount {spec!r}: {mount.source} does not exist")
-        inner = self._inner(options.inner)
+        inner = self._inner(inner_name(options))
         inner.validate(job, self._inner_options(inner, options))
+
+    def adjust_args(self, args: dict[str, Any], options: Any, *, known: set[str],
+                    given: set[str]) -> tuple[dict[str, Any], list[str]]:
+        """The inner launcher's changes (--inner deepspeed without --deepspeed: the zero2 preset)."""
+        validate_options(options)
+        inner = self._inner(inner_name(options))
+        return inner.adjust_args(args, self._inner_options(inner, options), known=known, given=given)
 
     # -- plan ----------------------------------------------------------------------------------
     def plan(self, job: JobSpec, options: Any, job_file: Path) -> Plan:
@@ -419,7 +453,7 @@ class DockerLauncher(Launcher):
             f"# Container copy of {job_file}: the same job with container paths, for the docker launcher.\n"
             + cjob.dump()
         )
-        inner = self._inner(options.inner)
+        inner = self._inner(inner_name(options))
         inner_plan = inner.plan(cjob, self._inner_options(inner, options), Path(container_job))
         if not isinstance(inner_plan, ProcessPlan):
             raise ConfigError(f"--inner {inner.name} does not run a process, so it cannot run in a container")
@@ -541,7 +575,7 @@ def _client() -> Any:
         import docker
     except ImportError:
         raise LaunchError(
-            "the docker launcher needs the docker Python package", hint="pip install 'tx-train[docker]'"
+            "the docker launcher needs the docker Python package", hint="tx-train depends on it; install it with: pip install 'docker>=7'"
         ) from None
     try:
         client = docker.from_env(timeout=120)

@@ -5,14 +5,20 @@ launcher per node (``srun --ntasks-per-node=1``): ``local`` (one worker), ``torc
 ``deepspeed``. Each of them ends up running ``python -m tx.core.worker <job file>``: the job file
 is the only thing handed over, so no training argument is ever pasted into the script.
 
-Preemption and time limits (``--requeue``, the default): Slurm sends SIGUSR1 to the batch shell
-``--signal-grace`` seconds before the time limit (``#SBATCH --signal=B:USR1@N``). The script
-passes it to the job step; the workers save a checkpoint at their next step and stop; the script
-then requeues the job (``scontrol requeue``) at most ``--max-requeues`` times, counted with
-``SLURM_RESTART_COUNT``. A restarted job resumes from the newest checkpoint of its output_dir
-(the script exports ``TX_RESTART_COUNT``, see tx.core.trainer). Launch tools in the step run
-with SIGUSR1 ignored (only the workers act on it), because Slurm delivers a step's signal to
-every process of the step and an unprepared torchrun would die of it.
+The process layout uses the words of every other launcher: ``--nnodes`` (alias ``--nodes``) and
+``--nproc-per-node`` (default: the GPUs per node, or 1), passed to the inner launcher.
+``#SBATCH --cpus-per-task`` follows from it unless given (:func:`default_cpus_per_task`).
+
+Preemption and time limits (``--requeue``, the default): Slurm sends the preemption signal
+(``--preempt-signal``, default SIGUSR2) to the batch shell ``--signal-grace`` seconds before the
+time limit (``#SBATCH --signal=B:USR2@N``). The script passes it to the job step; the workers
+save a checkpoint at their next step and stop; the script then requeues the job (``scontrol
+requeue``) at most ``--max-requeues`` times, counted with ``SLURM_RESTART_COUNT``. A restarted
+job resumes from the newest checkpoint of its output_dir (the script exports
+``TX_RESTART_COUNT``, see tx.core.trainer). Launch tools in the step run with SIGUSR1 and
+SIGUSR2 ignored (only the workers act on them), because Slurm delivers a step's signal to every
+process of the step and an unprepared torchrun would die of it. SIGUSR2 is the default because
+some NCCL releases install their own SIGUSR1 handler (submitit moved to USR2 for that reason).
 
 ``plan()`` is pure: the script is text built from the job, the options and the interpreter
 path. ``launch``/``status``/``logs``/``cancel`` call sbatch/scontrol/scancel (accounting is
@@ -29,7 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 from tx.core.errors import ConfigError, LaunchError
 from tx.core.hookspecs import hookimpl
@@ -59,17 +65,23 @@ MULTI_NODE_INNER = ("torchrun", "deepspeed")
 #: inner-launcher options the Slurm launcher sets itself
 _MANAGED_INNER = {
     "torchrun": ("nnodes", "node_rank", "rdzv_backend", "rdzv_endpoint", "rdzv_id", "master_addr", "master_port"),
-    "deepspeed": ("num_nodes", "hostfile", "include", "exclude", "master_addr"),
+    "deepspeed": ("nnodes", "hostfile", "include", "exclude", "master_addr"),
 }
+#: CPUs per worker process when --cpus-per-task is not given: with GPUs, a main thread and the
+#: DataLoader workers feeding a GPU; without, each process trains on its own core
+CPUS_PER_GPU_PROCESS = 4
+CPUS_PER_CPU_PROCESS = 1
+#: where a path is on the node's own disk or memory: another node does not see it
+NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm")
 #: sbatch options tx writes itself, and the flag to use instead
 _MANAGED_SBATCH = {
-    "--nodes": "--nodes", "-N": "--nodes", "--ntasks-per-node": "(one task per node is how tx runs)",
+    "--nodes": "--nnodes", "-N": "--nnodes", "--ntasks-per-node": "(one task per node is how tx runs)",
     "--ntasks": "(one task per node is how tx runs)", "-n": "(one task per node is how tx runs)",
     "--output": "(tx writes the log to <output_dir>/tx-slurm/)", "-o": "(tx writes the log to <output_dir>/tx-slurm/)",
     "--error": "(tx writes the log to <output_dir>/tx-slurm/)", "-e": "(tx writes the log to <output_dir>/tx-slurm/)",
     "--open-mode": "(tx appends, so a requeued job keeps its earlier output)",
     "--chdir": "(the job runs in output_dir)", "-D": "(the job runs in output_dir)",
-    "--signal": "--signal-grace", "--requeue": "--requeue", "--no-requeue": "--no-requeue",
+    "--signal": "--signal-grace and --preempt-signal", "--requeue": "--requeue", "--no-requeue": "--no-requeue",
     "--job-name": "--job-name", "-J": "--job-name", "--partition": "--partition", "-p": "--partition",
     "--account": "--account", "-A": "--account", "--qos": "--qos", "-q": "--qos",
     "--time": "--time", "-t": "--time", "--mem": "--mem", "--cpus-per-task": "--cpus-per-task",
@@ -88,12 +100,16 @@ _PLAIN = re.compile(r"^[A-Za-z0-9_@%+=:,./-]*$")
 
 @dataclass(frozen=True)
 class SlurmOptions:
-    nodes: int = field(default=1, metadata={"help": "Number of nodes; one inner launcher runs on each."})
+    nnodes: int = field(default=1, metadata={
+        "aliases": ("nodes",), "help": "Number of nodes (#SBATCH --nodes); one inner launcher runs on each."})
+    nproc_per_node: int | None = field(default=None, metadata={
+        "help": "Worker processes per node, passed to the inner launcher. Default: --gpus-per-node, or 1."})
     gpus_per_node: str = field(default="0", metadata={
-        "help": "GPUs on each node, N or TYPE:N (#SBATCH --gpus-per-node); also the worker processes "
-                "per node of --inner torchrun/deepspeed."})
+        "help": "GPUs on each node, N or TYPE:N (#SBATCH --gpus-per-node); also the default worker "
+                "processes per node."})
     cpus_per_task: int | None = field(default=None, metadata={
-        "help": "CPUs for each node's task, shared by all its worker processes (e.g. 8 per GPU)."})
+        "help": "CPUs for each node's task, shared by all its worker processes. Default: 4 per worker "
+                "process with GPUs, 1 per worker process without."})
     mem: str | None = field(default=None, metadata={"help": "Memory per node, e.g. 64G (#SBATCH --mem)."})
     time: str | None = field(default=None, metadata={
         "help": "Time limit: MINUTES, HH:MM:SS or D-HH:MM:SS (#SBATCH --time)."})
@@ -104,20 +120,23 @@ class SlurmOptions:
     exclusive: bool = field(default=False, metadata={"help": "Take the nodes exclusively."})
     job_name: str | None = field(default=None, metadata={"help": "Slurm job name (default: tx-TASK)."})
     requeue: bool = field(default=True, metadata={
-        "help": "Before the time limit or on preemption (SIGUSR1), save a checkpoint and requeue the "
-                "job; it resumes from that checkpoint."})
+        "help": "Before the time limit or on preemption (--preempt-signal), save a checkpoint and requeue "
+                "the job; it resumes from that checkpoint."})
+    preempt_signal: Literal["USR2", "USR1"] = field(default="USR2", metadata={
+        "help": "Signal Slurm sends before the time limit (#SBATCH --signal=B:SIG@grace), and that "
+                "`scancel --signal=SIG --batch` sends on preemption. USR2: some NCCL releases take USR1."})
     signal_grace: int = field(default=300, metadata={
-        "help": "Seconds before the time limit at which Slurm sends SIGUSR1 (it checks about once a "
-                "minute, so allow a step, a checkpoint and a minute)."})
+        "help": "Seconds before the time limit at which Slurm sends --preempt-signal (it checks about once "
+                "a minute, so allow a step, a checkpoint and a minute)."})
     max_requeues: int = field(default=3, metadata={
-        "help": "How many times the job requeues itself on SIGUSR1 (counted by SLURM_RESTART_COUNT)."})
+        "help": "How many times the job requeues itself on --preempt-signal (counted by SLURM_RESTART_COUNT)."})
     sbatch_arg: tuple[str, ...] = field(default=(), metadata={
         "help": "Extra sbatch option written as an #SBATCH line, e.g. --sbatch-arg=--mail-type=END (repeatable)."})
     setup: tuple[str, ...] = field(default=(), metadata={
         "help": "Shell line run in the job before the workers start, e.g. --setup 'module load cuda' (repeatable)."})
     inner: str = field(default="auto", metadata={
         "help": "Process launcher run on each node: local, torchrun, deepspeed, or auto (torchrun for "
-                "several nodes or GPUs, else local)."})
+                "several nodes or processes per node, else local)."})
     inner_option: tuple[str, ...] = field(default=(), metadata={
         "help": "NAME=VALUE option of the inner launcher, e.g. --inner-option nproc-per-node=4 (repeatable)."})
     wait: bool = field(default=False, metadata={
@@ -163,17 +182,58 @@ def parse_inner_options(specs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def processes_per_node(options: SlurmOptions) -> int:
+    """Worker processes on each node: --nproc-per-node, else the GPUs per node, else 1."""
+    if options.nproc_per_node is not None:
+        return options.nproc_per_node
+    return gpu_count(options.gpus_per_node) or 1
+
+
+def default_cpus_per_task(options: SlurmOptions) -> int:
+    """``#SBATCH --cpus-per-task`` without --cpus-per-task: the node's task holds every worker
+    process, each with :data:`CPUS_PER_GPU_PROCESS` CPUs when the job has GPUs, else
+    :data:`CPUS_PER_CPU_PROCESS`. (Without the line the cluster's default applies, often 1 CPU
+    for the whole node's workers.)"""
+    per = CPUS_PER_GPU_PROCESS if gpu_count(options.gpus_per_node) else CPUS_PER_CPU_PROCESS
+    return processes_per_node(options) * per
+
+
+def cpus_per_task(options: SlurmOptions) -> int:
+    return options.cpus_per_task if options.cpus_per_task is not None else default_cpus_per_task(options)
+
+
 def inner_name(options: SlurmOptions) -> str:
     """The inner launcher `--inner auto` stands for."""
     if options.inner != "auto":
         return options.inner
-    return "torchrun" if options.nodes > 1 or gpu_count(options.gpus_per_node) > 1 else "local"
+    return "torchrun" if options.nnodes > 1 or processes_per_node(options) > 1 else "local"
+
+
+def node_local_paths(job: JobSpec, python: str) -> list[tuple[str, str, str]]:
+    """Pure: (what, path, node-local root) for the job's paths under /tmp, /var/tmp or /dev/shm: each node has
+    its own, so another node (or a requeued job on another node) does not see what is there."""
+    candidates = [("the Python interpreter", python), ("output_dir", str(job.output_dir))]
+    for key in ("train_file", "validation_file", "test_file", "model_name_or_path", "config_name",
+                "tokenizer_name", "cache_dir", "deepspeed", "resume_from_checkpoint"):
+        value = job.args.get(key)
+        if isinstance(value, str) and value.startswith("/"):
+            candidates.append((f"--{key}", value))
+    out = []
+    for what, path in candidates:
+        norm = os.path.normpath(path)
+        for root in NODE_LOCAL:
+            if norm == root or norm.startswith(root + "/"):
+                out.append((what, path, root))
+                break
+    return out
 
 
 def validate_options(o: SlurmOptions) -> None:
     """Checks of the flags alone; pure, so a typo fails before anything is written or queued."""
-    if o.nodes < 1:
-        raise ConfigError(f"--nodes must be 1 or more, not {o.nodes}")
+    if o.nnodes < 1:
+        raise ConfigError(f"--nnodes must be 1 or more, not {o.nnodes}")
+    if o.nproc_per_node is not None and o.nproc_per_node < 1:
+        raise ConfigError(f"--nproc-per-node must be 1 or more, not {o.nproc_per_node}")
     if not _GPUS.match(o.gpus_per_node):
         raise ConfigError(f"--gpus-per-node must be N or TYPE:N, not {o.gpus_per_node!r}", hint="e.g. 8 or a100:8")
     if o.cpus_per_task is not None and o.cpus_per_task < 1:
@@ -188,6 +248,9 @@ def validate_options(o: SlurmOptions) -> None:
             f"--signal-grace {o.signal_grace} is not shorter than --time {o.time} ({limit} s)",
             hint="give a longer --time or a shorter --signal-grace",
         )
+    if o.preempt_signal not in ("USR2", "USR1"):
+        raise ConfigError(f"--preempt-signal must be one of USR2, USR1, not {o.preempt_signal!r}",
+                          hint="tx's workers save a checkpoint on these two")
     if o.max_requeues < 0:
         raise ConfigError(f"--max-requeues must be 0 or more, not {o.max_requeues}")
     for flag, value in (("--partition", o.partition), ("--account", o.account), ("--qos", o.qos),
@@ -211,22 +274,24 @@ def validate_options(o: SlurmOptions) -> None:
         raise ConfigError(f"--inner {o.inner!r} is not a launcher name")
     parse_inner_options(o.inner_option)
     inner = inner_name(o)
-    if o.nodes > 1 and inner not in MULTI_NODE_INNER:
-        raise ConfigError(f"--inner {inner} runs on one node, and --nodes is {o.nodes}",
+    if o.nnodes > 1 and inner not in MULTI_NODE_INNER:
+        raise ConfigError(f"--inner {inner} runs on one node, and --nnodes is {o.nnodes}",
                           hint="use --inner torchrun (or deepspeed) for several nodes")
+    if inner == "local" and processes_per_node(o) > 1:
+        raise ConfigError(f"--inner local runs one process per node, and --nproc-per-node is {processes_per_node(o)}",
+                          hint="use --inner torchrun (or deepspeed, or auto)")
 
 
 def sbatch_directives(job: JobSpec, o: SlurmOptions, log_path: str) -> list[str]:
     """The #SBATCH lines of the script (without the prefix)."""
     lines = [
         f"--job-name={o.job_name or 'tx-' + job.task}",
-        f"--nodes={o.nodes}",
+        f"--nodes={o.nnodes}",
         "--ntasks-per-node=1",
     ]
     if gpu_count(o.gpus_per_node) > 0:
         lines.append(f"--gpus-per-node={o.gpus_per_node}")
-    if o.cpus_per_task is not None:
-        lines.append(f"--cpus-per-task={o.cpus_per_task}")
+    lines.append(f"--cpus-per-task={cpus_per_task(o)}")
     if o.mem is not None:
         lines.append(f"--mem={o.mem}")
     if o.time is not None:
@@ -243,7 +308,7 @@ def sbatch_directives(job: JobSpec, o: SlurmOptions, log_path: str) -> list[str]
         f"--chdir={job.output_dir}",
     ]
     if o.requeue:
-        lines += ["--requeue", f"--signal=B:USR1@{o.signal_grace}"]
+        lines += ["--requeue", f"--signal=B:{o.preempt_signal}@{o.signal_grace}"]
     else:
         lines.append("--no-requeue")
     lines += list(o.sbatch_arg)
@@ -277,6 +342,8 @@ class SlurmPlan(Plan):
     gpus_per_node: str
     partition: str | None
     wait: bool
+    #: `tx: warning:` lines printed at submit (paths a compute node may not see)
+    warnings: tuple[str, ...] = ()
 
     def render(self) -> str:
         return self.script
@@ -291,7 +358,7 @@ def render_script(*, job: JobSpec, options: SlurmOptions, script_path: str, log_
     out = [
         "#!/bin/bash",
         f"# Slurm batch script written by tx {version} for tx job {job.job_id} (task {job.task}, "
-        f"{o.nodes} node{'s' if o.nodes > 1 else ''}, inner launcher {inner}).",
+        f"{o.nnodes} node{'s' if o.nnodes > 1 else ''}, inner launcher {inner}).",
         f"# The workers read only the job file {job.job_file}; no training argument is in here.",
         "# Submit it again by hand (it resumes from the last checkpoint in output_dir):",
         f"#   sbatch {q(script_path)}",
@@ -313,18 +380,19 @@ def render_script(*, job: JobSpec, options: SlurmOptions, script_path: str, log_
         'echo "tx: Slurm job $SLURM_JOB_ID (start $((TX_RESTART_COUNT + 1))) on $SLURM_JOB_NODELIST;'
         ' rendezvous $TX_HEAD:$TX_PORT"',
         "",
-        "tx_srun='' tx_usr1=0 tx_term=0",
+        "tx_srun='' tx_preempt=0 tx_term=0",
     ]
+    sig = o.preempt_signal
     if o.requeue:
         out += [
-            "# SIGUSR1 (the time limit is near, or a preemption notice): the workers save a checkpoint",
+            f"# SIG{sig} (the time limit is near, or a preemption notice): the workers save a checkpoint",
             "# at their next step and stop; the job is then requeued and resumes from that checkpoint.",
-            "tx_on_usr1() {",
-            "    tx_usr1=1",
-            '    echo "tx: SIGUSR1: the workers save a checkpoint at their next step and stop" >&2',
-            '    if [ -n "$tx_srun" ]; then kill -USR1 "$tx_srun"; fi',
+            "tx_on_preempt() {",
+            "    tx_preempt=1",
+            f'    echo "tx: SIG{sig}: the workers save a checkpoint at their next step and stop" >&2',
+            f'    if [ -n "$tx_srun" ]; then kill -{sig} "$tx_srun"; fi',
             "}",
-            "trap tx_on_usr1 USR1",
+            f"trap tx_on_preempt {sig}",
         ]
     out += [
         "# SIGTERM (tx cancel / scancel, scontrol requeue): Slurm signals the workers too; wait for them",
@@ -335,16 +403,14 @@ def render_script(*, job: JobSpec, options: SlurmOptions, script_path: str, log_
         out.append(f"# environment of the {inner} launcher (srun passes it to every node)")
         out += [f"export {key}={q(value)}" for key, value in env]
     out += [f"# {note}" for note in notes]
-    srun = ["srun", f"--nodes={o.nodes}", "--ntasks-per-node=1"]
-    if o.cpus_per_task is not None:
-        srun.append(f"--cpus-per-task={o.cpus_per_task}")
+    srun = ["srun", f"--nodes={o.nnodes}", "--ntasks-per-node=1", f"--cpus-per-task={cpus_per_task(o)}"]
     if gpu_count(o.gpus_per_node) > 0:
         srun.append(f"--gpus-per-node={o.gpus_per_node}")
     srun.append("--kill-on-bad-exit=1")
     out += [
-        "# one task per node; launch tools run with SIGUSR1 ignored (only the workers act on it)",
+        "# one task per node; launch tools run with SIGUSR1/SIGUSR2 ignored (only the workers act on them)",
         " ".join(srun) + " \\",
-        "    bash -c 'trap \"\" USR1; exec \"$@\"' tx-node \\",
+        "    bash -c 'trap \"\" USR1 USR2; exec \"$@\"' tx-node \\",
         "    " + " ".join(shell_word(a) for a in node_argv) + " &",
         "tx_srun=$!",
         "# a trap interrupts `wait`: keep waiting until the step has really ended",
@@ -355,7 +421,7 @@ def render_script(*, job: JobSpec, options: SlurmOptions, script_path: str, log_
     if o.requeue:
         n = o.max_requeues
         out += [
-            'if [ "$tx_usr1" = 1 ] && [ "$tx_rc" != 0 ] && [ "$tx_term" = 0 ]; then',
+            'if [ "$tx_preempt" = 1 ] && [ "$tx_rc" != 0 ] && [ "$tx_term" = 0 ]; then',
             f'    if [ "$TX_RESTART_COUNT" -lt {n} ]; then',
             f'        echo "tx: requeueing job $SLURM_JOB_ID (requeue $((TX_RESTART_COUNT + 1)) of at most {n});'
             ' it resumes from its last checkpoint" >&2',
@@ -466,33 +532,48 @@ class SlurmLauncher(Launcher):
         notes). The values are the user's --inner-option values plus what the allocation decides
         (processes per node, nodes, rendezvous). ``validating`` puts a concrete address where the
         script's variables go, for the inner launcher's own checks."""
+        from tx.core import options as launcher_options
+
         inner = self._inner(options)
-        values: dict[str, Any] = parse_inner_options(options.inner_option)
+        values: dict[str, Any] = launcher_options.canonical(inner.options, parse_inner_options(options.inner_option))
         for key in _MANAGED_INNER.get(inner.name, ()):
             if key in values:
                 raise ConfigError(f"--inner-option {key.replace('_', '-')} is set by the slurm launcher",
-                                  hint="--nodes and the allocation decide it")
-        gpus = gpu_count(options.gpus_per_node)
+                                  hint="--nnodes and the allocation decide it")
+        if "nproc_per_node" in values and options.nproc_per_node is not None \
+                and str(values["nproc_per_node"]) != str(options.nproc_per_node):
+            raise ConfigError(f"--inner-option nproc-per-node={values['nproc_per_node']} contradicts "
+                              f"--nproc-per-node {options.nproc_per_node}", hint="give --nproc-per-node only")
+        per_node = values.pop("nproc_per_node", None)
+        if per_node is None or options.nproc_per_node is not None:
+            per_node = processes_per_node(options)
         runner, notes = inner, []
-        if inner.name == "deepspeed" and options.nodes > 1:
+        if inner.name == "deepspeed" and options.nnodes > 1:
             # DeepSpeed's own launcher reaches other nodes over ssh/pdsh; under Slurm srun does
             # that, and torchrun on each node starts the processes. The Trainer still sets up
             # DeepSpeed from the job's --deepspeed config.
             runner = self._launchers.get("torchrun")  # type: ignore[union-attr]
-            per_node = values.pop("num_gpus", None)
-            values = {"nproc_per_node": str(per_node)} if per_node else {}
+            values = {}
             notes.append("--inner deepspeed on several nodes: srun starts torchrun on each node and the "
                          "Trainer runs DeepSpeed with the job's --deepspeed config")
         if runner.name == "torchrun":
-            values.setdefault("nproc_per_node", str(gpus or 1))
-            values["nnodes"] = str(options.nodes)
+            values["nproc_per_node"] = str(per_node)
+            values["nnodes"] = str(options.nnodes)
             values["rdzv_backend"] = "c10d"
             values["rdzv_endpoint"] = "node0:29400" if validating else f"{HEAD}:{PORT}"
             values["rdzv_id"] = "1" if validating else JOB_ID
             notes.append("torchrun's c10d rendezvous on the first node gives every node its rank")
-        elif runner.name == "deepspeed" and gpus and "num_gpus" not in values:
-            values["num_gpus"] = gpus
+        elif runner.name != "local":
+            values["nproc_per_node"] = per_node
         return inner, runner, values, tuple(notes)
+
+    def adjust_args(self, args: dict[str, Any], options: Any, *, known: set[str],
+                    given: set[str]) -> tuple[dict[str, Any], list[str]]:
+        """The inner launcher's changes (--inner deepspeed without --deepspeed: the zero2 preset)."""
+        validate_options(options)
+        inner, runner, values, _ = self._runner(options, validating=True)
+        return inner.adjust_args(args, self._runner_options(inner, inner, values if runner is inner else {}),
+                                 known=known, given=given)
 
     def _runner_options(self, inner: Launcher, runner: Launcher, values: dict[str, Any]) -> Any:
         from tx.core import options as launcher_options
@@ -526,7 +607,7 @@ class SlurmLauncher(Launcher):
             return None
         if per is None:
             return None
-        return per if runner.name == "torchrun" else per * options.nodes
+        return per if runner.name == "torchrun" else per * options.nnodes
 
     # -- plan ----------------------------------------------------------------------------------
     def plan(self, job: JobSpec, options: Any, job_file: Path) -> Plan:
@@ -551,8 +632,12 @@ class SlurmLauncher(Launcher):
         )
         return SlurmPlan(
             job_id=job.job_id, task=job.task, output_dir=str(job.output_dir), script_path=script_path,
-            log_path=log_path, exit_path=exit_path, script=script, inner=inner_name(options), nodes=options.nodes,
+            log_path=log_path, exit_path=exit_path, script=script, inner=inner_name(options), nodes=options.nnodes,
             gpus_per_node=options.gpus_per_node, partition=options.partition, wait=options.wait,
+            warnings=tuple(
+                f"{what} {path} is under {root}, which each node has for itself: the compute nodes "
+                "(and a requeued job on another node) may not see it; use a shared file system (docs/slurm.md)"
+                for what, path, root in node_local_paths(job, inner_plan.argv[0])),
         )
 
     # -- launch --------------------------------------------------------------------------------
@@ -561,6 +646,8 @@ class SlurmLauncher(Launcher):
         from tx.core.jobs import save_record
         from tx.core.submit_summary import submit_summary
 
+        for warning in plan.warnings:
+            print(f"tx: warning: {warning}", file=sys.stderr, flush=True)
         script = Path(plan.script_path)
         script.parent.mkdir(parents=True, exist_ok=True)
         tmp = script.with_name(f".{script.name}.{os.getpid()}.tmp")

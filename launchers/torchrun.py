@@ -10,19 +10,23 @@ Rendezvous, from the flags given:
 - ``--master-addr``/``--master-port``: torchrun's static rendezvous; several nodes need
   ``--node-rank`` too. ``--master-port`` alone on one node uses 127.0.0.1.
 
-On machines without CUDA the workers train on CPUs with gloo (tx.core.distributed).
+Without ``--nproc-per-node``, a launch on this machine runs one worker per GPU, or one per CPU
+core when there is no GPU (:func:`tx.core.options.local_process_count`); the count is announced
+and recorded in the job file. On machines without CUDA the workers train on CPUs with gloo
+(tx.core.distributed).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tx.core.errors import ConfigError, LaunchError
 from tx.core.hookspecs import hookimpl
 from tx.core.launcher import LAUNCHTOOL, Plan, ProcessLauncher, ProcessPlan, worker_argv
+from tx.core.options import local_process_count
 
 _NPROC_WORDS = ("auto", "cpu", "gpu", "xpu")
 _NNODES = re.compile(r"^[1-9][0-9]*(:[1-9][0-9]*)?$")
@@ -31,9 +35,9 @@ _ENDPOINT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?(:[0-9]{1,5})?$")
 
 @dataclass(frozen=True)
 class TorchrunOptions:
-    nproc_per_node: str = field(default="1", metadata={
+    nproc_per_node: str | None = field(default=None, metadata={
         "help": "Worker processes per node: a number, or gpu/cpu/auto (one per GPU, per CPU core, "
-                "GPUs if any else CPU cores)."})
+                "GPUs if any else CPU cores). Default: one per GPU of this machine, else one per CPU core."})
     nnodes: str = field(default="1", metadata={
         "help": "Number of nodes, or MIN:MAX for an elastic job (with --rdzv-endpoint)."})
     node_rank: int | None = field(default=None, metadata={
@@ -57,9 +61,10 @@ class TorchrunOptions:
 
 def validate_options(o: TorchrunOptions) -> None:
     """Checks of the flags alone; pure."""
-    if not (o.nproc_per_node.isdigit() and int(o.nproc_per_node) > 0) and o.nproc_per_node not in _NPROC_WORDS:
+    nproc = nproc_of(o)
+    if not (nproc.isdigit() and int(nproc) > 0) and nproc not in _NPROC_WORDS:
         raise ConfigError(f"--nproc-per-node must be a positive number or one of {', '.join(_NPROC_WORDS)}, "
-                          f"not {o.nproc_per_node!r}")
+                          f"not {nproc!r}")
     if not _NNODES.match(o.nnodes):
         raise ConfigError(f"--nnodes must be a positive number or MIN:MAX, not {o.nnodes!r}")
     lo, _, hi = o.nnodes.partition(":")
@@ -97,9 +102,15 @@ def validate_options(o: TorchrunOptions) -> None:
                               hint=f"node ranks go from 0 to {int(o.nnodes) - 1}")
 
 
+def nproc_of(o: TorchrunOptions) -> str:
+    """--nproc-per-node as torchrun takes it; not given (a job planned for another machine, e.g.
+    an inner launcher with no count): 1, torchrun's own default."""
+    return "1" if o.nproc_per_node is None else str(o.nproc_per_node)
+
+
 def torchrun_args(o: TorchrunOptions) -> list[str]:
     """Pure: torchrun's own flags for these options."""
-    args = [f"--nnodes={o.nnodes}", f"--nproc-per-node={o.nproc_per_node}"]
+    args = [f"--nnodes={o.nnodes}", f"--nproc-per-node={nproc_of(o)}"]
     if o.rdzv_endpoint:
         args += [f"--rdzv-backend={o.rdzv_backend or 'c10d'}", f"--rdzv-endpoint={o.rdzv_endpoint}"]
         if o.rdzv_id:
@@ -128,6 +139,13 @@ class TorchrunLauncher(ProcessLauncher):
             return "torch is not installed (pip install torch)"
         return None
 
+    def complete_options(self, options: TorchrunOptions, given: set[str]) -> tuple[TorchrunOptions, list[str]]:
+        if options.nproc_per_node is not None:
+            return options, []
+        count, why = local_process_count()
+        return replace(options, nproc_per_node=str(count)), [
+            f"--nproc-per-node {count}: {why}; pass --nproc-per-node to choose"]
+
     def validate(self, job: Any, options: TorchrunOptions) -> None:
         validate_options(options)
         reason = self.unavailable_reason()
@@ -135,8 +153,9 @@ class TorchrunLauncher(ProcessLauncher):
             raise LaunchError(f"--launcher torchrun cannot run here: {reason}")
 
     def world_size(self, options: TorchrunOptions) -> int | None:
-        if options.nproc_per_node.isdigit() and options.nnodes.isdigit():
-            return int(options.nproc_per_node) * int(options.nnodes)
+        nproc = nproc_of(options)
+        if nproc.isdigit() and options.nnodes.isdigit():
+            return int(nproc) * int(options.nnodes)
         return None
 
     def plan(self, job: Any, options: TorchrunOptions, job_file: Path) -> Plan:

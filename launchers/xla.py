@@ -43,13 +43,31 @@ XLA_ADAMW = "adamw_torch"
 CPU_ENV_HINT = "to test on CPU, make the environment with `bash scripts/xla-env.sh .` in a tx checkout and " \
                "pass --python ~/.cache/tx/xla-venv/bin/python"
 DOCS = "docs/xla-notes.md"
+#: the newest torch_xla release; it needs the torch of the same version
+XLA_NEWEST = "2.9.0"
+
+
+def install_line(torch_version: str) -> str:
+    """Pure: the exact command that gives an interpreter with ``torch_version`` a torch_xla:
+    the matching release when there is one, else an environment of its own with the newest pair."""
+    base = torch_version.split("+")[0]
+    parts = [int(x) for x in base.split(".")[:2] if x.isdigit()]
+    newest = [int(x) for x in XLA_NEWEST.split(".")[:2]]
+    if len(parts) == 2 and [2, 1] <= parts <= newest:
+        return f"pip install 'torch_xla[tpu]=={base}'"
+    return (f"python -m venv ~/xla && ~/xla/bin/pip install torch=={XLA_NEWEST} 'torch_xla[tpu]=={XLA_NEWEST}' "
+            f"tx-train, then pass --python ~/xla/bin/python")
 
 
 @dataclass(frozen=True)
 class XlaOptions:
-    num_cores: int | None = field(default=None, metadata={
-        "help": "XLA devices to train on: 1, or all of them (default; on CPU: 1). torch_xla.launch "
-                "runs on one device or on every device the PJRT runtime sees."})
+    nproc_per_node: int | None = field(default=None, metadata={
+        "aliases": ("num_cores",),
+        "help": "XLA devices to train on (xla_spawn's --num_cores): 1, or all of them (default; on CPU: 1). "
+                "torch_xla.launch runs on one device or on every device the PJRT runtime sees."})
+    nnodes: int = field(default=1, metadata={
+        "help": "Hosts: 1. On a multi-host TPU slice, run the same command on every host (the PJRT "
+                "runtime finds the others)."})
     pjrt_device: Literal["TPU", "CPU"] = field(default="TPU", metadata={
         "help": "PJRT device type (PJRT_DEVICE): TPU, or CPU to test without a TPU."})
     python: str | None = field(default=None, metadata={
@@ -58,18 +76,21 @@ class XlaOptions:
 
 def single_process(o: XlaOptions) -> bool:
     """Pure: run the worker in the launching process's main thread (one device)."""
-    return o.num_cores == 1 or (o.pjrt_device == "CPU" and o.num_cores is None)
+    return o.nproc_per_node == 1 or (o.pjrt_device == "CPU" and o.nproc_per_node is None)
 
 
 def validate_options(o: XlaOptions) -> None:
     """Checks of the flags alone; pure."""
-    if o.num_cores is not None and o.num_cores < 1:
-        raise ConfigError(f"--num-cores must be 1 or more, not {o.num_cores}")
-    if o.pjrt_device == "CPU" and (o.num_cores or 1) > 1:
+    if o.nproc_per_node is not None and o.nproc_per_node < 1:
+        raise ConfigError(f"--nproc-per-node (--num-cores) must be 1 or more, not {o.nproc_per_node}")
+    if o.nnodes != 1:
+        raise ConfigError(f"--nnodes {o.nnodes}: --launcher xla starts the workers of one host",
+                          hint="on a multi-host TPU slice run the same command on every host, with --nnodes 1")
+    if o.pjrt_device == "CPU" and (o.nproc_per_node or 1) > 1:
         raise ConfigError(
-            f"--num-cores {o.num_cores} with --pjrt-device CPU does not work: XLA:CPU's in-process "
+            f"--nproc-per-node {o.nproc_per_node} with --pjrt-device CPU does not work: XLA:CPU's in-process "
             "collectives deadlock or abort in the Trainer's first all-reduce",
-            hint=f"use --num-cores 1 on CPU (several devices need TPUs); {DOCS} explains why")
+            hint=f"use --nproc-per-node 1 on CPU (several devices need TPUs); {DOCS} explains why")
 
 
 def xla_adjustments(args: dict[str, Any], known: set[str], given: set[str]) -> tuple[dict[str, Any], list[str]]:
@@ -177,9 +198,9 @@ def interpreter_problem(python: str, info: dict[str, str]) -> tuple[str, str] | 
     """Pure: (what is wrong, what to do) with the interpreter that will run the worker, or None."""
     torch = info.get("torch", "")
     if not info.get("torch_xla"):
-        match = f"torch_xla=={torch.split('+')[0]}" if torch and torch != "?" else "torch torch_xla"
+        line = install_line(torch if torch and torch != "?" else "")
         return (f"torch_xla is not installed for {python}",
-                f"Install it there with `pip install {match}` (its version must match torch's); {CPU_ENV_HINT}")
+                f"torch_xla must match torch's version; install it with: {line} ({CPU_ENV_HINT})")
     if not torch:
         return f"torch is not installed for {python}", "Install the torch version that matches torch_xla there"
     xla, torch_v = info["torch_xla"], torch
@@ -201,8 +222,7 @@ class XlaLauncher(ProcessLauncher):
     def unavailable_reason(self) -> str | None:
         info = local_versions()
         if not info["torch_xla"]:  # short, for `tx env`; validate() gives the whole hint
-            return f"torch_xla is not installed (pip install torch_xla matching torch {info['torch'] or '?'}, " \
-                   "or pass --python with an interpreter that has it)"
+            return f"torch_xla is not installed; install it with: {install_line(info['torch'])}"
         problem = interpreter_problem(sys.executable, info)
         return problem[0] if problem else None
 
@@ -231,17 +251,17 @@ class XlaLauncher(ProcessLauncher):
                               hint="install it there, or pass --report_to none")
 
     def world_size(self, options: XlaOptions) -> int | None:
-        return 1 if single_process(options) else options.num_cores
+        return 1 if single_process(options) else options.nproc_per_node
 
     def plan(self, job: Any, options: XlaOptions, job_file: Path) -> Plan:
         python = options.python or sys.executable
         env = [("PJRT_DEVICE", options.pjrt_device)]
         if options.pjrt_device == "CPU":
-            env.append(("CPU_NUM_DEVICES", str(options.num_cores or 1)))
+            env.append(("CPU_NUM_DEVICES", str(options.nproc_per_node or 1)))
         if single_process(options):
             how = "torch_xla.launch(debug_single_process=True): one device, the worker in this process's main thread"
-        elif options.num_cores:
-            how = f"torch_xla.launch: one thread per device on {options.num_cores} devices (checked at start)"
+        elif options.nproc_per_node:
+            how = f"torch_xla.launch: one thread per device on {options.nproc_per_node} devices (checked at start)"
         else:
             how = "torch_xla.launch: one thread per device on every device the PJRT runtime sees"
         return ProcessPlan(argv=(python, "-m", WORKER_MODULE, str(job_file)), env=tuple(env), notes=(how,))

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     except TxError as exc:
         print(f"tx: error: {exc.one_line()}", file=sys.stderr, flush=True)
         return exc.exit_code
-    expected = None if single_process(opts) else opts.num_cores
+    expected = None if single_process(opts) else opts.nproc_per_node
     try:
         # run_device is this module's function under its importable name, so the spawned process
         # (start method spawn) imports this module, and with it _preload, in its main thread.

@@ -207,7 +207,7 @@ ensure_packages() {
 
 render_conf() {
     local cpus mem_mb headroom real defmem
-    cpus=$(nproc)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # the test suite sets OMP_NUM_THREADS=1, which nproc obeys
     mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
     headroom=$((mem_mb / 10 > 1024 ? mem_mb / 10 : 1024))
     real=$((mem_mb - headroom))

@@ -156,14 +156,15 @@ def _submitted_record(out: Path) -> tuple[str, str] | None:
 
 # -- tests -----------------------------------------------------------------------------------------
 def test_submit_returns_at_once_and_the_job_trains(slurm_cluster: str, tmp_path: Path) -> None:
-    """torchrun with 2 processes inside the allocation; an argument full of shell syntax reaches
-    the worker exactly and is never executed; status, logs (-f ends with the job) and outputs."""
+    """torchrun with 2 processes inside the allocation, asked for with the vocabulary of every
+    launcher (--nproc-per-node 2: --inner auto picks torchrun, #SBATCH --cpus-per-task follows);
+    an argument full of shell syntax reaches the worker exactly and is never executed; status,
+    logs (-f ends with the job) and outputs; a warning for the output_dir under /tmp."""
     out = tmp_path / "run"
     args_file = tmp_path / "worker-args.json"
     for leftover in ("/tmp/tx-slurm-pwned", "/tmp/tx-slurm-pwned2"):
         Path(leftover).unlink(missing_ok=True)
-    result = run_tx(*tx_run_argv(out, "--inner", "torchrun", "--inner-option", "nproc-per-node=2",
-                                 "--max_steps", "4", "--source_prefix", EVIL),
+    result = run_tx(*tx_run_argv(out, "--nproc-per-node", "2", "--max_steps", "4", "--source_prefix", EVIL),
                     env=plugin_env(TX_TEST_ARGS_FILE=str(args_file)))
     assert result.returncode == 0, result.stdout + result.stderr
     job_id, slurm_id = submitted(result.stdout)
@@ -175,6 +176,8 @@ def test_submit_returns_at_once_and_the_job_trains(slurm_cluster: str, tmp_path:
     assert f"tx logs -f {job_id}" in result.stdout
     text = script.read_text()
     assert f"#   sbatch {script}" in text and "--source_prefix" not in text and "tx-slurm-pwned" not in text
+    assert "#SBATCH --cpus-per-task=2" in text and "torch.distributed.run --nnodes=1 --nproc-per-node=2" in text
+    assert f"tx: warning: output_dir {out} is under /tmp, which each node has for itself" in result.stderr
 
     follow = subprocess.Popen([*run_tx_argv(), "logs", "-f", slurm_id], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
@@ -197,8 +200,9 @@ def test_submit_returns_at_once_and_the_job_trains(slurm_cluster: str, tmp_path:
 
 
 def test_wait_returns_the_exit_code_of_the_job(slurm_cluster: str, tmp_path: Path) -> None:
-    """Two --wait jobs at once: one fails in the worker (exit 1); one is stopped by SIGUSR1 with
-    --max-requeues 0, so it saves a checkpoint and is not requeued (138 = 128 + SIGUSR1)."""
+    """Two --wait jobs at once: one fails in the worker (exit 1); one is stopped by SIGUSR2 (the
+    default --preempt-signal) with --max-requeues 0, so it saves a checkpoint and is not requeued
+    (140 = 128 + SIGUSR2)."""
     fail_out = tmp_path / "fails"
     failing = subprocess.Popen([*run_tx_argv(), *tx_run_argv(fail_out, "--max_steps", "4", "--wait")],
                                env={**os.environ, **plugin_env(TX_TEST_FAIL="1")},
@@ -210,7 +214,7 @@ def test_wait_returns_the_exit_code_of_the_job(slurm_cluster: str, tmp_path: Pat
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     job_id, slurm_id = wait_until("the --wait job is submitted", lambda: _submitted_record(out))
-    preempt_when_training(steps_file, slurm_id, ["scancel", "--signal=USR1", "--batch", slurm_id], min_steps=2)
+    preempt_when_training(steps_file, slurm_id, ["scancel", "--signal=USR2", "--batch", slurm_id], min_steps=2)
 
     stdout, stderr = failing.communicate(timeout=JOB_TIMEOUT)
     fail_job, fail_id = submitted(stdout)
@@ -221,11 +225,11 @@ def test_wait_returns_the_exit_code_of_the_job(slurm_cluster: str, tmp_path: Pat
     assert status_row(fail_job)["STATE"] == "FAILED (1)"
 
     stdout, stderr = stopped.communicate(timeout=JOB_TIMEOUT)
-    assert stopped.returncode == 138, stdout + stderr
+    assert stopped.returncode == 140, stdout + stderr
     assert "tx: not requeueing: the job has been requeued 0 times (--max-requeues 0)" in stdout
-    assert f"Slurm job {slurm_id} ended: FAILED (exit code 138)" in stderr
+    assert f"Slurm job {slurm_id} ended: FAILED (exit code 140)" in stderr
     row = status_row(job_id)
-    assert (row["STATE"], row["RESTARTS"]) == ("FAILED (138)", "0")
+    assert (row["STATE"], row["RESTARTS"]) == ("FAILED (140)", "0")
     last = steps(steps_file)[-1][1]
     assert (out / f"checkpoint-{last}" / "trainer_state.json").is_file()
 
@@ -272,7 +276,7 @@ def check_resumed(out: Path, job_id: str, steps_file: Path, max_steps: int, host
 
 
 def test_preempted_jobs_requeue_and_resume(slurm_cluster: str, tmp_path: Path) -> None:
-    """Two jobs at once: one gets the time-limit signal (SIGUSR1 to the batch shell, as Slurm sends
+    """Two jobs at once: one gets the time-limit signal (SIGUSR2 to the batch shell, as Slurm sends
     it --signal-grace seconds before the limit) and requeues itself; one is requeued by Slurm
     (`scontrol requeue`, as a preemption does). Both finish with exactly max_steps optimizer
     steps, the second run resuming from the checkpoint the first one saved."""
@@ -297,7 +301,7 @@ def test_preempted_jobs_requeue_and_resume(slurm_cluster: str, tmp_path: Path) -
             errors.append(exc)
 
     threads = [
-        threading.Thread(target=drive, args=(usr1_steps, usr1_id, ["scancel", "--signal=USR1", "--batch", usr1_id])),
+        threading.Thread(target=drive, args=(usr1_steps, usr1_id, ["scancel", "--signal=USR2", "--batch", usr1_id])),
         threading.Thread(target=drive, args=(req_steps, req_id, ["scontrol", "requeue", req_id])),
     ]
     for t in threads:
@@ -308,7 +312,7 @@ def test_preempted_jobs_requeue_and_resume(slurm_cluster: str, tmp_path: Path) -
     stdout, stderr = waiting.communicate(timeout=JOB_TIMEOUT)
     assert waiting.returncode == 0, stdout + stderr
     # --wait followed the job through its requeue, printing its log as it went
-    assert "tx: SIGUSR1: the workers save a checkpoint" in stdout
+    assert "tx: SIGUSR2: the workers save a checkpoint" in stdout
     assert f"tx: requeueing job {usr1_id} (requeue 1 of at most 3)" in stdout
     assert "tx: finished" in stdout
     assert f"Slurm job {usr1_id} ended: COMPLETED (exit code 0)" in stderr
@@ -336,13 +340,13 @@ def two_node_cluster(slurm_cluster: str) -> str:
 
 def test_two_nodes_train_as_one_job_and_resume_after_preemption(two_node_cluster: str, tmp_path: Path) -> None:
     """--nodes 2: srun starts torchrun on each node, they meet on the first node and train one
-    data-parallel job (one process per node); SIGUSR1 stops both ranks at the same step, the job
+    data-parallel job (one process per node); SIGUSR2 stops both ranks at the same step, the job
     requeues itself and both nodes resume from the checkpoint."""
     conf = two_node_cluster
     out, steps_file = tmp_path / "run", tmp_path / "steps"
     max_steps = 16
     waiting = subprocess.Popen(
-        [*run_tx_argv(), *tx_run_argv(out, "--nodes", "2", "--inner", "torchrun", "--max_steps", str(max_steps),
+        [*run_tx_argv(), *tx_run_argv(out, "--nnodes", "2", "--inner", "torchrun", "--max_steps", str(max_steps),
                                       "--wait")],
         env={**os.environ, **plugin_env(TX_TEST_STEP_SLEEP="0.4", TX_TEST_STEPS_FILE=str(steps_file)),
              "SLURM_CONF": conf},
@@ -350,7 +354,7 @@ def test_two_nodes_train_as_one_job_and_resume_after_preemption(two_node_cluster
     )
     job_id, slurm_id = wait_until("the --wait job is submitted", lambda: _submitted_record(out))
     wait_until("both nodes train", lambda: {s for _, s in steps(steps_file, "txs-n2")} & {s for _, s in steps(steps_file, "txs-n1")} >= {1, 2, 3})
-    done = subprocess.run(["scancel", "--signal=USR1", "--batch", slurm_id], capture_output=True, text=True,
+    done = subprocess.run(["scancel", "--signal=USR2", "--batch", slurm_id], capture_output=True, text=True,
                           env={**os.environ, "SLURM_CONF": conf}, timeout=60)
     assert done.returncode == 0, done.stderr
     stdout, stderr = waiting.communicate(timeout=JOB_TIMEOUT)

@@ -83,7 +83,7 @@ def test_single_node_local_script(launcher: sl.SlurmLauncher, tmp_path: Path) ->
     lines = script.splitlines()
     assert lines[0] == "#!/bin/bash"
     assert f"#   sbatch /runs/demo/tx-slurm/summarization-20260101-000000-abcd.sbatch" in lines
-    assert "#SBATCH --requeue" in lines and "#SBATCH --signal=B:USR1@300" in lines
+    assert "#SBATCH --requeue" in lines and "#SBATCH --signal=B:USR2@300" in lines
     # the worker gets the job file and nothing else: no training argument is in the script
     assert f"{sys.executable} -m tx.core.worker /runs/demo/tx-job.yaml &" in script
     for value in (EVIL, "/data/sum/train.jsonl", "/models/t5-small", "touch"):
@@ -92,7 +92,7 @@ def test_single_node_local_script(launcher: sl.SlurmLauncher, tmp_path: Path) ->
 
 def test_multi_node_torchrun_script(launcher: sl.SlurmLauncher, tmp_path: Path) -> None:
     script = render(
-        launcher, job(), nodes=2, gpus_per_node="4", cpus_per_task=32, mem="200G", time="1-00:00:00",
+        launcher, job(), nnodes=2, gpus_per_node="4", cpus_per_task=32, mem="200G", time="1-00:00:00",
         partition="gpu", account="proj42", qos="high", constraint="a100|h100", exclusive=True,
         job_name="sum-big", signal_grace=600, max_requeues=5, sbatch_arg=("--mail-type=END",),
         setup=("module load cuda/12.1", "source /opt/venvs/tx/bin/activate"),
@@ -100,7 +100,7 @@ def test_multi_node_torchrun_script(launcher: sl.SlurmLauncher, tmp_path: Path) 
     check_expected("slurm_multi_torchrun.sbatch", script)
     bash_syntax_ok(script, tmp_path)
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=4",
-                 "#SBATCH --time=1-00:00:00", "#SBATCH --exclusive", "#SBATCH --signal=B:USR1@600",
+                 "#SBATCH --time=1-00:00:00", "#SBATCH --exclusive", "#SBATCH --signal=B:USR2@600",
                  "#SBATCH --mail-type=END", "module load cuda/12.1"):
         assert line in script.splitlines()
     srun = next(line for line in script.splitlines() if line.startswith("srun "))
@@ -114,13 +114,13 @@ def test_multi_node_torchrun_script(launcher: sl.SlurmLauncher, tmp_path: Path) 
         assert arg in node_cmd.split(), arg
     assert 'TX_HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)' in script
     assert "TX_PORT=$((20000 + SLURM_JOB_ID % 20000))" in script
-    assert launcher.world_size(sl.SlurmOptions(nodes=2, gpus_per_node="4")) == 8
+    assert launcher.world_size(sl.SlurmOptions(nnodes=2, gpus_per_node="4")) == 8
 
 
 def test_multi_node_script_runs_one_rank_per_node(launcher: sl.SlurmLauncher, tmp_path: Path) -> None:
     """Run the rendered per-node command with stand-ins for srun, scontrol and torchrun: each
     node's torchrun gets the same nnodes, rendezvous host (the first host) and job-derived port."""
-    script = render(launcher, job(), nodes=2, gpus_per_node="2", requeue=False)
+    script = render(launcher, job(), nnodes=2, gpus_per_node="2", requeue=False)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "scontrol").write_text("#!/bin/bash\nprintf 'gpu-a017\\ngpu-b002\\n'\n")
@@ -152,11 +152,11 @@ def test_deepspeed_scripts(launcher: sl.SlurmLauncher, tmp_path: Path) -> None:
     one = render(launcher, job(deepspeed="zero2"), inner="deepspeed", gpus_per_node="8", requeue=False)
     check_expected("slurm_deepspeed_no_requeue.sbatch", one)
     bash_syntax_ok(one, tmp_path)
-    assert "#SBATCH --no-requeue" in one and "--signal=B:USR1" not in one and "trap tx_on_usr1" not in one
+    assert "#SBATCH --no-requeue" in one and "--signal=B:" not in one and "trap tx_on_preempt" not in one
     assert 'scontrol requeue "$SLURM_JOB_ID"' not in one
     assert "deepspeed.launcher.runner --num_gpus=8" in one
     # several nodes: srun starts torchrun on each node; the Trainer runs DeepSpeed from --deepspeed
-    many = render(launcher, job(deepspeed="zero2"), inner="deepspeed", nodes=3, gpus_per_node="8")
+    many = render(launcher, job(deepspeed="zero2"), inner="deepspeed", nnodes=3, gpus_per_node="8")
     check_expected("slurm_deepspeed_multi.sbatch", many)
     assert "--nnodes=3 --nproc-per-node=8 --rdzv-backend=c10d" in many
 
@@ -184,18 +184,21 @@ def test_shell_word_round_trips(arg: str, tmp_path: Path) -> None:
 
 # -- option checks -------------------------------------------------------------------------------
 @pytest.mark.parametrize("options, needle", [
-    ({"nodes": 0}, "--nodes must be 1 or more"),
+    ({"nnodes": 0}, "--nnodes must be 1 or more"),
+    ({"nproc_per_node": 0}, "--nproc-per-node must be 1 or more"),
+    ({"nproc_per_node": 2, "inner": "local"}, "--inner local runs one process per node"),
+    ({"preempt_signal": "HUP"}, "--preempt-signal must be one of USR2, USR1"),
     ({"time": "tomorrow"}, "--time 'tomorrow' is not a Slurm time limit"),
     ({"time": "3"}, "--signal-grace 300 is not shorter than --time 3 (180 s)"),
     ({"mem": "lots"}, "--mem 'lots' is not a size"),
     ({"gpus_per_node": "x4"}, "--gpus-per-node must be N or TYPE:N"),
     ({"partition": "gpu\n#SBATCH --uid=0"}, "--partition"),
     ({"job_name": "my job"}, "--job-name 'my job' has characters"),
-    ({"sbatch_arg": ("--nodes=3",)}, "use tx's --nodes flag"),
+    ({"sbatch_arg": ("--nodes=3",)}, "use tx's --nnodes flag"),
     ({"sbatch_arg": ("--output=/x",)}, "tx writes the log to <output_dir>/tx-slurm/"),
     ({"sbatch_arg": ("mail-type=END",)}, "is not one sbatch option"),
     ({"sbatch_arg": ("--mail-type=END --uid=0",)}, "is not one sbatch option"),
-    ({"nodes": 2, "inner": "local"}, "--inner local runs on one node, and --nodes is 2"),
+    ({"nnodes": 2, "inner": "local"}, "--inner local runs on one node, and --nnodes is 2"),
     ({"max_requeues": -1}, "--max-requeues must be 0 or more"),
     ({"inner_option": ("nproc-per-node",)}, "is not NAME=VALUE"),
 ])
@@ -211,7 +214,7 @@ def test_inner_checks(launcher: sl.SlurmLauncher) -> None:
     with pytest.raises(ConfigError, match="placement launcher"):
         launcher.validate(job(), sl.SlurmOptions(inner="docker"))
     with pytest.raises(ConfigError, match="needs a DeepSpeed config"):
-        launcher.validate(job(), sl.SlurmOptions(inner="deepspeed", nodes=2))
+        launcher.validate(job(), sl.SlurmOptions(inner="deepspeed", nnodes=2))
     with pytest.raises(ConfigError, match="spaces, quotes or"):
         launcher.validate(job(output_dir="/runs/my run"), sl.SlurmOptions())
     launcher.validate(job(), sl.SlurmOptions(inner="torchrun", inner_option=("nproc-per-node=2",)))
@@ -285,3 +288,57 @@ def test_a_sigterm_delivered_twice_is_one_stop_request() -> None:
         flag._handle(signal.SIGTERM, None)
     with pytest.raises(SignalExit):  # a Ctrl-C after the first request still stops at once
         flag._handle(signal.SIGINT, None)
+
+
+# -- process layout, CPUs, preemption signal, node-local paths -------------------------------------
+def test_cpus_per_task_follows_the_process_layout(launcher: sl.SlurmLauncher) -> None:
+    """Without --cpus-per-task the cluster's default (often 1 CPU) would be shared by every worker
+    of a node: the script always asks for CPUs, per worker process, unless told otherwise."""
+    assert sl.default_cpus_per_task(sl.SlurmOptions()) == 1
+    assert sl.default_cpus_per_task(sl.SlurmOptions(nproc_per_node=3)) == 3
+    assert sl.default_cpus_per_task(sl.SlurmOptions(gpus_per_node="a100:4")) == 16  # 4 per GPU process
+    assert sl.default_cpus_per_task(sl.SlurmOptions(gpus_per_node="8", nproc_per_node=2)) == 8
+    script = render(launcher, job(), nproc_per_node=3, mem="32G")
+    assert "#SBATCH --cpus-per-task=3" in script.splitlines() and "#SBATCH --mem=32G" in script.splitlines()
+    assert "srun --nodes=1 --ntasks-per-node=1 --cpus-per-task=3 " in script
+    assert "torch.distributed.run --nnodes=1 --nproc-per-node=3" in script  # --inner auto: torchrun
+    explicit = render(launcher, job(), gpus_per_node="8", cpus_per_task=96)
+    assert "#SBATCH --cpus-per-task=96" in explicit and "#SBATCH --mem" not in explicit
+
+
+def test_the_preemption_signal_is_configurable_and_usr2_by_default(launcher: sl.SlurmLauncher) -> None:
+    default = render(launcher, job())
+    assert "#SBATCH --signal=B:USR2@300" in default and "trap tx_on_preempt USR2" in default
+    assert 'kill -USR2 "$tx_srun"' in default
+    usr1 = render(launcher, job(), preempt_signal="USR1")
+    assert "#SBATCH --signal=B:USR1@300" in usr1 and "trap tx_on_preempt USR1" in usr1
+    # launch tools ignore both, whichever is chosen; only the workers act on it
+    assert "trap \"\" USR1 USR2; exec" in default and "trap \"\" USR1 USR2; exec" in usr1
+
+
+def test_the_worker_saves_on_either_preemption_signal() -> None:
+    import signal
+
+    from tx.core.interrupt import HANDLED, SignalExit, StopFlag
+
+    assert signal.SIGUSR1 in HANDLED and signal.SIGUSR2 in HANDLED
+    flag = StopFlag()
+    flag._handle(signal.SIGUSR2, None)  # outside training: a warning, nothing to save, no exit
+    assert not flag.requested
+    flag.training = True
+    flag._handle(signal.SIGUSR2, None)  # during training: save at the next step and stop
+    assert flag.signum == signal.SIGUSR2
+    with pytest.raises(SignalExit):
+        StopFlag()._handle(signal.SIGTERM, None)
+
+
+def test_node_local_paths_are_found(launcher: sl.SlurmLauncher) -> None:
+    assert sl.node_local_paths(job(), "/shared/venv/bin/python") == []
+    spec = job(output_dir="/tmp/runs/x", train_file="/dev/shm/train.jsonl", deepspeed="/var/tmp/ds.json")
+    found = sl.node_local_paths(spec, "/tmp/venv/bin/python")
+    assert found == [("the Python interpreter", "/tmp/venv/bin/python", "/tmp"), ("output_dir", "/tmp/runs/x", "/tmp"),
+                     ("--train_file", "/dev/shm/train.jsonl", "/dev/shm"), ("--deepspeed", "/var/tmp/ds.json", "/var/tmp")]
+    assert sl.node_local_paths(job(output_dir="/tmpdata/x"), "/opt/py") == []  # a prefix, not the folder
+    plan = launcher.plan(spec, sl.SlurmOptions(), spec.job_file)
+    assert len(plan.warnings) == 4 - (not sys.executable.startswith("/tmp/"))
+    assert any(w.startswith("output_dir /tmp/runs/x is under /tmp, which each node has for itself") for w in plan.warnings)

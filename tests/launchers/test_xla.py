@@ -56,15 +56,15 @@ def test_plan_on_tpu_uses_every_device_unless_told() -> None:
     assert every.argv[0] == sys.executable and dict(every.env) == {"PJRT_DEVICE": "TPU"}
     assert "every device the PJRT runtime sees" in every.render()
     assert not xla.single_process(xla.XlaOptions()) and launcher.world_size(xla.XlaOptions()) is None
-    one = launcher.plan(spec, xla.XlaOptions(num_cores=1), spec.job_file)
+    one = launcher.plan(spec, xla.XlaOptions(nproc_per_node=1), spec.job_file)
     assert "debug_single_process=True" in one.render()
-    eight = launcher.plan(spec, xla.XlaOptions(num_cores=8), spec.job_file)
-    assert "on 8 devices (checked at start)" in eight.render() and launcher.world_size(xla.XlaOptions(num_cores=8)) == 8
+    eight = launcher.plan(spec, xla.XlaOptions(nproc_per_node=8), spec.job_file)
+    assert "on 8 devices (checked at start)" in eight.render() and launcher.world_size(xla.XlaOptions(nproc_per_node=8)) == 8
 
 
 def test_plan_is_pure_and_equal_for_equal_input() -> None:
     spec = job()
-    opts = xla.XlaOptions(num_cores=1)
+    opts = xla.XlaOptions(nproc_per_node=1)
     assert xla.XlaLauncher().plan(spec, opts, spec.job_file) == xla.XlaLauncher().plan(spec, opts, spec.job_file)
 
 
@@ -98,8 +98,9 @@ def test_fused_adamw_given_by_the_user_is_refused(args: dict) -> None:
 
 
 @pytest.mark.parametrize("opts, message", [
-    (xla.XlaOptions(num_cores=0), "--num-cores must be 1 or more"),
-    (xla.XlaOptions(num_cores=2, pjrt_device="CPU"), "--num-cores 2 with --pjrt-device CPU does not work"),
+    (xla.XlaOptions(nproc_per_node=0), "--nproc-per-node \\(--num-cores\\) must be 1 or more"),
+    (xla.XlaOptions(nnodes=2), "--nnodes 2: --launcher xla starts the workers of one host"),
+    (xla.XlaOptions(nproc_per_node=2, pjrt_device="CPU"), "--nproc-per-node 2 with --pjrt-device CPU does not work"),
 ])
 def test_bad_options(opts: xla.XlaOptions, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -110,7 +111,7 @@ def test_interpreter_problems() -> None:
     ok = {"torch_xla": "2.9.0", "torch": "2.9.0+cu128", "tx": "0.1.0"}
     assert xla.interpreter_problem("py", ok) is None
     what, fix = xla.interpreter_problem("py", {**ok, "torch_xla": ""})
-    assert what == "torch_xla is not installed for py" and "pip install torch_xla==2.9.0" in fix
+    assert what == "torch_xla is not installed for py" and "pip install 'torch_xla[tpu]==2.9.0'" in fix
     assert "scripts/xla-env.sh" in fix
     what, fix = xla.interpreter_problem("py", {**ok, "torch": "2.13.0"})
     assert "torch_xla 2.9.0 needs torch 2.9" in what and "torch==2.9.0 torch_xla==2.9.0" in fix
@@ -151,7 +152,7 @@ def test_without_torch_xla_one_line_says_how_to_install(tmp_path: Path) -> None:
 
     assert importlib.util.find_spec("torch_xla") is None, "this test needs a main interpreter without torch_xla"
     result = tx_inprocess("run", "summarization", "--launcher", "xla", "--output_dir", str(tmp_path / "out"), *SMALL)
-    line = assert_one_line_error(result, "torch_xla is not installed for", "pip install torch_xla==",
+    line = assert_one_line_error(result, "torch_xla is not installed for", "pip install torch==2.9.0 'torch_xla[tpu]==2.9.0'",
                                  "bash scripts/xla-env.sh")
     assert sys.executable in line
     assert not (tmp_path / "out").exists()
@@ -168,7 +169,7 @@ def test_deepspeed_is_refused(tmp_path: Path) -> None:
 def test_several_cpu_devices_are_refused(tmp_path: Path) -> None:
     result = tx_inprocess("run", "summarization", "--launcher", "xla", "--pjrt-device", "CPU", "--num-cores", "2",
                     "--output_dir", str(tmp_path / "out"), *SMALL)
-    assert_one_line_error(result, "--num-cores 2 with --pjrt-device CPU", "docs/xla-notes.md")
+    assert_one_line_error(result, "--nproc-per-node 2 with --pjrt-device CPU", "docs/xla-notes.md")
 
 
 @pytest.mark.parametrize("python, needle", [
