@@ -86,7 +86,7 @@ def kill_tx_at(tmp_path: Path, launcher: str, moment: str) -> None:
                 wait_for("the launch tool", lambda: any("tx.core.launchtool" in cmdline(p)
                                                         for p in descendants(proc.pid)), proc, log)
             elif moment == "train":
-                wait_for("step 2", lambda: (slow / "step").is_file() and (slow / "step").read_text() not in ("", "0", "1"),
+                wait_for("step 1", lambda: (slow / "step").is_file() and (slow / "step").read_text() not in ("", "0"),
                          proc, log)
             else:
                 wait_for("a checkpoint save", lambda: (slow / "saving").is_file(), proc, log)
