@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     module, rest = args[0], args[1:]
+    from tx.core.process import watch_parent
+
+    watch_parent()  # `tx` killed (even with SIGKILL): this tool and every worker below it stop
     if any(PLACEHOLDER in a for a in rest):
         rest = substitute(rest, free_port())
     sys.stdout.flush()

@@ -8,6 +8,17 @@ terminal reaches the tool and not the workers directly), so the child's process 
 does not hold every worker. tx therefore follows the whole process tree below the child: on
 Linux it becomes a "child subreaper" (workers whose launcher died are re-parented to tx, not to
 init) and it scans /proc while the job runs, so it can still find and kill them at the end.
+
+All of that needs `tx` alive. When `tx` itself dies without a word (kill -9, the OOM killer, a
+closed SSH session's SIGKILL), its children are re-parented to init and nothing would stop them.
+So every process of the job watches `tx`: ``run_group`` names it in ``TX_WATCH`` (boot id, pid
+namespace, pid and start time, which launch tools pass on to the workers with the rest of the
+environment), and the stage child, the launch tool and every worker call :func:`watch_parent`
+first thing. That starts a thread waiting on a pidfd of `tx` (no polling); when `tx` is gone it
+SIGKILLs every process below its own and then itself. Several layers watch (torchrun's agent and
+each worker), so no layer depends on another one still running. Not PR_SET_PDEATHSIG: it only
+covers direct children, fires when the *thread* that forked exits, and would kill a launch tool
+before it could kill its workers.
 """
 
 from __future__ import annotations
@@ -15,8 +26,10 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import select
 import subprocess
 import sys
+import threading
 import time
 from typing import Mapping, Sequence
 
@@ -163,6 +176,125 @@ def _own_children() -> set[int]:
     return {pid for pid, (ppid, _, _) in _process_table().items() if ppid == me}
 
 
+#: environment variable naming the `tx` process a job belongs to (:func:`watch_token`)
+WATCH_ENV = "TX_WATCH"
+_watching: int | None = None  # pid of the process whose watch thread runs (a fork has none)
+
+
+def _machine() -> str | None:
+    """This boot of this machine, as seen from this pid namespace: a pid means the same process
+    only where this is the same (not on another node, not in a container)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            boot = fh.read().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return None
+
+
+def watch_token(pid: int | None = None) -> str | None:
+    """``MACHINE:PID:START`` for ``pid`` (default: this process), or None where /proc is missing.
+    The start time tells a recycled pid from the process that was meant."""
+    pid = os.getpid() if pid is None else pid
+    machine, stat = _machine(), _proc_stat(pid)
+    if machine is None or stat is None:
+        return None
+    return f"{machine}:{pid}:{stat[1]}"
+
+
+def parse_token(token: str) -> tuple[str, int, int] | None:
+    """Pure: (machine, pid, start time) of a :func:`watch_token`, or None when malformed."""
+    machine, _, rest = token.rpartition(":")
+    machine, _, pid = machine.rpartition(":")
+    if not (machine and pid.isdigit() and rest.isdigit()):
+        return None
+    return machine, int(pid), int(rest)
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below ``root`` (from /proc), parents before their children."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in _process_table().items():
+        children.setdefault(ppid, []).append(pid)
+    out, stack = [], list(children.get(root, ()))
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(children.get(pid, ()))
+    return out
+
+
+def kill_tree_and_self() -> None:
+    """SIGKILL every process below this one, then this one. Repeated until none is left, so a
+    process forked during the sweep is caught (a stopped parent cannot fork again)."""
+    for _ in range(5):
+        pids = _descendants(os.getpid())
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _gone(pid: int, start: int) -> bool:
+    stat = _proc_stat(pid)
+    return stat is None or stat[1] != start or stat[2] in ("Z", "X")
+
+
+def _say_gone(pid: int) -> None:
+    if os.environ.get("RANK", "0") != "0":
+        return  # one line per job is enough
+    try:
+        os.write(2, f"tx: the tx process {pid} that ran this job is gone; stopping the job (pid {os.getpid()})\n"
+                 .encode())
+    except OSError:  # its terminal or pipe may be gone with it
+        pass
+
+
+def _wait_then_kill(pid: int, start: int, pidfd: int | None) -> None:
+    if pidfd is not None:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)  # readable once the process has exited
+        while not poller.poll():
+            pass
+    else:
+        while not _gone(pid, start):
+            time.sleep(_POLL_SECONDS)
+    _say_gone(pid)
+    kill_tree_and_self()
+
+
+def watch_parent(env: Mapping[str, str] | None = None) -> bool:
+    """When ``TX_WATCH`` names a `tx` process on this machine: kill this process and everything
+    below it as soon as that `tx` is gone (at once if it already is). Called first thing by
+    every process of a job (tx.core.stage, tx.core.launchtool, tx.core.worker); a second call
+    in the same process does nothing. True when a watch runs."""
+    global _watching
+    env = os.environ if env is None else env
+    parsed = parse_token(env.get(WATCH_ENV, ""))
+    if parsed is None or _watching == os.getpid():
+        return _watching == os.getpid()
+    machine, pid, start = parsed
+    if machine != _machine():
+        return False  # another node or container: that pid is not the tx that launched us
+    pidfd = None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        pass  # gone already: _gone() below says so
+    except (OSError, AttributeError):  # no pidfd (old kernel, seccomp): poll /proc instead
+        pidfd = None
+    if _gone(pid, start):  # checked after pidfd_open: the pidfd is of the right process
+        _say_gone(pid)
+        kill_tree_and_self()
+    threading.Thread(target=_wait_then_kill, args=(pid, start, pidfd), name="tx-watch", daemon=True).start()
+    _watching = os.getpid()
+    return True
+
+
 def run_group(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None,
               pass_fds: Sequence[int] = ()) -> int:
     """Start ``argv`` in a new session, stream its output (inherited stdout/stderr), forward
@@ -173,13 +305,17 @@ def run_group(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: st
     twice (a second SIGINT means "stop now"). SIGUSR1, which launch tools do not pass on, goes to
     every process group of the job. After a signal the job gets ``TX_STOP_GRACE`` seconds
     (default 30) to save and exit; a second stop signal, or the end of the grace, kills every
-    process of the job. Whatever happens, no process of the job outlives this call. When the job
+    process of the job. Whatever happens, no process of the job outlives this call (nor `tx`
+    itself: the job's processes watch it, :func:`watch_parent`). When the job
     was stopped by a signal and did not finish cleanly, the exit code is 128 + that signal.
     ``pass_fds`` stay open in the child (tx.core.stage hands the plan back through a pipe).
     """
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
+    token = watch_token()
+    if token:
+        full_env[WATCH_ENV] = token  # the job's processes die with this one (watch_parent)
     before = _own_children()
     subreaper = _set_subreaper(True)
     proc = subprocess.Popen(list(argv), env=full_env, cwd=cwd, start_new_session=True, pass_fds=tuple(pass_fds))

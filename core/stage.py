@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m {MODULE} --plan-fd FD -- TX_RUN_ARGS... (started by `tx run`)", file=sys.stderr)
         return 2
     plan_fd, run_args = int(args[1]), args[3:]
+    from tx.core.process import watch_parent
+
+    watch_parent()  # `tx` killed while this validates or (local launcher) trains: stop, leave nothing
     try:
         here = prepare(run_args, plan_fd)
     except TxError as exc:  # the same lines and codes as tx.core.cli.main

@@ -55,6 +55,10 @@ def _preload() -> None:
     plugins.load()  # task plugins (third-party ones too) import their modules here
 
 
+from tx.core.process import watch_parent  # noqa: E402
+
+watch_parent()  # before the long imports: this process dies with the `tx` that launched it
+
 try:
     _preload()
 except ImportError as exc:  # reported by main() as one line

@@ -6,7 +6,8 @@ Starts two workers in sessions of their own (as torchrun does), each writing ``D
 with one line per signal it receives. TOOL_MODE: ``forward`` passes SIGINT/SIGTERM on to the
 workers and waits for them (torchrun's behaviour); ``die`` exits at once and leaves the workers
 behind; ``exit:N`` exits with N once the workers are up. WORKER_MODE: ``obedient`` exits 130 on
-SIGINT/SIGTERM, ``stubborn`` ignores them. Both log SIGUSR1 and go on.
+SIGINT/SIGTERM, ``stubborn`` ignores them. Both log SIGUSR1 and go on. The tool and the workers
+watch `tx` as tx.core.launchtool and tx.core.worker do (tx.core.process.watch_parent).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 
 WORKER = r"""
 import os, signal, sys, time
+from tx.core.process import watch_parent
+watch_parent()  # as tx.core.worker does
 log = os.path.join(sys.argv[2], f"worker-{os.getpid()}")
 def note(signum, _frame):
     with open(log, "a") as fh:
@@ -35,6 +38,9 @@ while True:
 
 def main() -> int:
     tool_mode, worker_mode, out = sys.argv[1:4]
+    from tx.core.process import watch_parent
+
+    watch_parent()  # as tx.core.launchtool does
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, worker_mode, out], start_new_session=True)
                for _ in range(2)]
     while len([n for n in os.listdir(out) if n.startswith("worker-")]) < 2:

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from tx.core.launchtool import failure_code, free_port, substitute
+from tx.core.process import parse_token, watch_parent, watch_token, WATCH_ENV
 
-from tests.conftest import alive
+from tests.conftest import alive, descendants
 
 FAKE = Path(__file__).with_name("fake_launch_tool.py")
 
@@ -145,3 +146,43 @@ def test_launchtool_gives_the_workers_exit_code_and_no_traceback(tmp_path: Path)
     assert "Traceback" not in done.stderr
     port = done.stdout.split("--port=")[1].split("'")[0]
     assert port.isdigit() and int(port) > 0
+
+
+def test_kill_9_of_tx_stops_the_tool_and_its_workers_at_once(tmp_path: Path) -> None:
+    """SIGKILL leaves `tx` no time to stop anything: the tool and the workers (in sessions of
+    their own, like torchrun's) see it die and stop themselves (watch_parent)."""
+    proc = start(tmp_path, "forward", "stubborn", grace=120)
+    job = descendants(proc.pid)
+    assert set(workers(tmp_path)) <= job and len(job) >= 3  # the tool and its two workers
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while [pid for pid in job if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in job if alive(pid)], "processes of the job outlived kill -9 of tx"
+
+
+def test_a_process_started_after_tx_died_stops_at_once(tmp_path: Path) -> None:
+    """`tx` killed before a worker even started its watch: the worker stops as soon as it does."""
+    gone = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    token = watch_token(gone.pid)
+    gone.kill()
+    gone.wait()
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", "from tx.core.process import watch_parent; import time; "
+                           "watch_parent(); time.sleep(30); print('trained on')"],
+                          env={**os.environ, WATCH_ENV: token}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL and "trained on" not in done.stdout, done
+    assert time.monotonic() - started < 20
+    assert "is gone; stopping the job" in done.stderr
+
+
+def test_watch_tokens() -> None:
+    token = watch_token()
+    assert token is not None
+    machine, pid, start = parse_token(token)
+    assert pid == os.getpid() and start > 0 and machine
+    assert parse_token("") is None and parse_token("x:y:z") is None
+    # another machine or container: its pids are not ours, nothing is watched
+    assert watch_parent({WATCH_ENV: f"other-boot/1:{pid}:{start}"}) is False
+    assert watch_parent({}) is False
