@@ -194,6 +194,8 @@ def show(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return ", ".join(show(v) for v in value) if value else "none"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)  # a config object HF builds from a dict (accelerator_config)
     if isinstance(value, dict):
         return json.dumps(value)
     if isinstance(value, str) and (not value or value != value.strip() or value in ("none", "true", "false")):
