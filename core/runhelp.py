@@ -75,8 +75,7 @@ COMMON_TRAINING = (
 #: arguments of the HF example scripts that tasks share and few runs change: plain `--help` leaves
 #: them to `--help-all` (a task's other arguments are all shown)
 RARE_TASK_ARGS = ("config_name", "tokenizer_name", "cache_dir", "use_fast_tokenizer", "model_revision",
-                  "resize_position_embeddings", "overwrite_cache", "preprocessing_num_workers",
-                  "pad_to_max_length", "ignore_pad_token_for_loss")
+                  "resize_position_embeddings", "overwrite_cache", "preprocessing_num_workers")
 #: arguments whose value is a local path (core/run.py makes them absolute), or may be one
 PATH_NAMES = ("output_dir", "train_file", "validation_file", "test_file", "resume_from_checkpoint",
               "logging_dir", "cache_dir")
@@ -237,7 +236,7 @@ def _short_kind(kind: str, full: bool, most: int = 6) -> str:
 
 def _row(flag: str, kind: str, default: str, help_text: str, full: bool) -> list[str]:
     kind = _short_kind(kind, full)
-    head = "  " + " ".join(part for part in (flag, kind, default) if part)
+    head = f"  {flag}  " + " ".join(part for part in (kind, default) if part)
     if full:
         lines = [head]
         if help_text:
@@ -291,6 +290,8 @@ def render_help(plugins: Any, task_name: str | None, launcher_name: str | None, 
     builtin = effective_defaults(task, launcher, set(), {})
     lines += ["", "Defaults are those a run uses. \"default\": with your own model or data; \"built-in run\":",
               f"`tx run {task.name}` with no model or data given (shipped sample data, a tiny model)."]
+    if not full:
+        lines.append("Shown: the common arguments, one line of help each. --help-all: every argument, full help.")
 
     def rows(args: Iterable[Arg]) -> list[list[str]]:
         return [_row(f"--{a.name}", a.kind, default_text(a, yours, builtin, placeholders), a.help, full) for a in args]
@@ -298,11 +299,10 @@ def render_help(plugins: Any, task_name: str | None, launcher_name: str | None, 
     def task_args(cls: type) -> list[Arg]:
         return [a for a in arguments(cls, parser) if full or a.name not in RARE_TASK_ARGS]
 
-    more = "" if full else " (--help-all adds the rarely changed ones)"
-    lines += _section(f"{task.name} model arguments{more}", rows(task_args(model_cls)))
-    lines += _section(f"{task.name} data arguments{more}", rows(task_args(data_cls)))
+    lines += _section("model arguments", rows(task_args(model_cls)))
+    lines += _section("data arguments", rows(task_args(data_cls)))
     tx_args = [a for a in arguments(tx_cls, parser) if full or not a.help.startswith("Deprecated")]
-    lines += _section("tx arguments" + ("" if full else " (--help-all adds the deprecated HF spellings)"), rows(tx_args))
+    lines += _section("tx arguments", rows(tx_args))
     lines += _launcher_lines(launcher, full)
 
     training = arguments(training_cls, parser)
@@ -326,7 +326,7 @@ def _launcher_lines(launcher: Any, full: bool) -> list[str]:
         lines.append(f"  not usable here: {reason}")
     rows = [_row(flag, _plain_kind(kind), "", help_text, full) for flag, kind, help_text in options.describe(launcher.options)]
     if rows:
-        lines += _section(f"launcher {launcher.name!r} options (--launcher {launcher.name} ...)", rows)
+        lines += _section(f"launcher {launcher.name!r} flags", rows)
     else:
         lines.append("  (no options)")
     return lines

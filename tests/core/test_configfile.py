@@ -126,7 +126,7 @@ def test_option_argv_spells_values_as_flags() -> None:
     ("translation", "--launcher", "torchrun", "--nproc-per-node", "2", "--learning_rate", "0.01",
      "--train_file", "data.jsonl", "--model_name_or_path", "tx-builtin:t5-tiny-translation-v1",
      "--source_lang", "en", "--target_lang", "xx", "--do_train", "--output_dir", "rel/out", "--group_by_length",
-     "--num_train_epochs", "3"),
+     "--num_train_epochs", "3", "--hub_token", "hf_" "NOTINCONFIG1234567890"),
 ])
 def test_print_config_reruns_the_same_job(tx, tmp_path: Path, argv: tuple[str, ...]) -> None:
     first = tmp_path / "first"
@@ -137,6 +137,7 @@ def test_print_config_reruns_the_same_job(tx, tmp_path: Path, argv: tuple[str, .
     printed = tx("run", *argv, "--print-config", cwd=first)
     assert printed.returncode == 0, printed.stderr
     config = yaml.safe_load(printed.stdout)
+    assert "NOTINCONFIG" not in printed.stdout  # secrets never land in a file
     assert config["task"] == argv[0] and "job_id" not in config
     assert not (first / "rel").exists() and not (first / "tx-output").exists()  # nothing written
     saved = tmp_path / "saved" / "sub" / "again.yaml"  # another folder, run from a third one

@@ -17,7 +17,7 @@ from tests.conftest import run_tx
 from tx.core import plugins, run
 
 ROOT = Path(__file__).resolve().parents[2]
-ROW = re.compile(r"^  --(?P<name>\w+) (?P<kind>[a-z].*?)(?: \[(?P<defaults>[^\]]*)\])?(?:  .*)?$")
+ROW = re.compile(r"^  --(?P<name>\w+)  (?P<kind>[a-z].*?)(?: \[(?P<defaults>[^\]]*)\])?(?:  .*)?$")
 KIND = re.compile(r"^(list of )?(int|float|str|bool|path|name or path|path or preset|json|choice of \S+( \(\d+ values, "
                   r"--help-all lists them\))?)$")
 TASKS = ("summarization", "translation", "classification")
@@ -150,7 +150,7 @@ def test_help_is_short_grouped_and_in_plain_words(task: str) -> None:
     for name, row in plain_rows.items():
         assert KIND.match(row["kind"]), f"--{name}: type {row['kind']!r}"
     # order: tx's flags, the task's arguments, tx's, the launcher's, then the training groups
-    starts = ["tx flags:", f"{task} model arguments", f"{task} data arguments", "tx arguments", "launcher 'local'",
+    starts = ["tx flags:", "model arguments:", "data arguments:", "tx arguments:", "launcher 'local'",
               "training arguments", " what and where:", " batch and schedule:", " optimizer:",
               " evaluation and saving:", " logging:", " performance and precision:", " hub:"]
     where = [next(i for i, line in enumerate(lines) if line.startswith(start)) for start in starts]
