@@ -101,7 +101,7 @@ def env_cmd(ctx: typer.Context) -> None:
     cls=RunCommand,  # completes task/launcher names and flags from the raw words
 )
 def run_cmd(ctx: typer.Context) -> None:
-    """Run TASK: tx run TASK [--launcher NAME] [--config FILE] [--dry-run] [HF flags...].
+    """Run TASK: tx run TASK [--launcher NAME] [--config FILE] [--dry-run] [--print-config] [HF flags...].
 
     HF flags are those of the Hugging Face example scripts (--model_name_or_path,
     --per_device_train_batch_size=4, --do_train ...). `tx run TASK --help` lists them.
@@ -114,7 +114,10 @@ def run_cmd(ctx: typer.Context) -> None:
     if flags.help:
         from tx.core.runhelp import render_help
 
-        typer.echo(render_help(loaded, flags.task, flags.launcher))
+        typer.echo(render_help(loaded, flags.task, flags.launcher, full=flags.help_all))
+        return
+    if flags.print_config:  # the resolved flags as a config file; nothing written or launched
+        typer.echo(runner.print_config(runner.resolve(loaded, flags)).rstrip())
         return
     from tx.core import stage
 

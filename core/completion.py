@@ -23,7 +23,9 @@ RUN_FLAGS = {
     "--config": "a YAML/JSON file of arguments",
     "--from": "rerun a job exactly from its tx-job.yaml",
     "--dry-run": "print the job spec and the plan, launch nothing",
-    "--help": "the task's, tx's, the launcher's and the training arguments",
+    "--print-config": "print the resolved flags as a config file (rerun with --config)",
+    "--help": "the task's, tx's and the launcher's arguments and the common training arguments",
+    "--help-all": "every argument, with its full help",
 }
 #: flags taking a value that completes as a file (the shell's default completion does it)
 FILE_FLAGS = ("--config", "--from")

@@ -8,9 +8,17 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import threading
+import time
+from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+#: seconds the Hub probe and each launcher's engine probe may take
+HUB_TIMEOUT = 2.0
+LAUNCHER_TIMEOUT = 3.0
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
 PACKAGES = ("torch", "transformers", "datasets", "accelerate", "deepspeed", "evaluate", "tokenizers",
             "torch_xla", "docker", "tensorboard", "pluggy", "typer")
@@ -38,11 +46,15 @@ def collect(plugins: Any) -> dict[str, str]:
     info["CPU cores"] = str(os.cpu_count())
     info["System RAM"] = _ram()
     info["Accelerators"] = _devices()
+    # the probes (Hub, each launcher's engine) wait on the network or a daemon: they run in
+    # parallel with each other and with the torch import, each bounded by its own timeout
+    probes: dict[str, Callable[[], str]] = {"Hub access": hub_access}
+    for launcher in plugins.launchers:
+        probes[f"launcher {launcher.name}"] = partial(launcher_state, launcher)
+    running = start(probes)
     info.update(torch_info())
     info.update(settings_info())
-    for launcher in plugins.launchers:
-        reason = launcher.unavailable_reason()
-        info[f"launcher {launcher.name}"] = "usable" if reason is None else f"not usable: {reason}"
+    info.update(finish(running, deadline=max(HUB_TIMEOUT, LAUNCHER_TIMEOUT) + 2))
     info["Plugins"] = ", ".join(f"{i.name} ({i.distribution} {i.version})" for i in plugins.infos.values())
     info.update(plugins.env_info())
     return info
@@ -102,8 +114,6 @@ def settings_info() -> dict[str, str]:
     why = "tensorboard is installed" if report_to == "tensorboard" else "tensorboard is not installed"
     hf_home = os.environ.get("HF_HOME") or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface")
     accelerate_config = Path(os.environ.get("HF_HOME") or hf_home) / "accelerate" / "default_config.yaml"
-    offline = [k for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
-               if os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")]
     autoload_off = os.environ.get(AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
     return {
         "Default report_to": f"{report_to} ({why}; override with --report_to)",
@@ -111,9 +121,81 @@ def settings_info() -> dict[str, str]:
         "tx job records": str(jobs_dir()),
         "HF home": hf_home + (" (HF_HOME)" if os.environ.get("HF_HOME") else ""),
         "accelerate config": str(accelerate_config) if accelerate_config.is_file() else "none",
-        "Hub access": "offline (" + ", ".join(offline) + ")" if offline else "online",
+        "Hub access": "",  # measured by hub_access(), in parallel; keeps its place in the block
         "Plugin autoload": f"off ({AUTOLOAD_ENV} is set)" if autoload_off else "on",
     }
+
+
+def launcher_state(launcher: Any, timeout: float = LAUNCHER_TIMEOUT) -> str:
+    """`usable` only when the launcher's engine answers (Launcher.check_usable), else why not."""
+    reason = launcher.check_usable(timeout=timeout)
+    return "usable" if reason is None else f"not usable: {reason}"
+
+
+def hub_access(timeout: float = HUB_TIMEOUT) -> str:
+    """Whether the Hugging Face Hub answers from here, measured, not inferred: "offline (VAR=1)"
+    when an offline variable is set (nothing will try the Hub), else a HEAD request to the
+    endpoint (HF_ENDPOINT or huggingface.co) that gives up after ``timeout`` seconds."""
+    offline = [f"{k}={os.environ[k]}" for k in OFFLINE_VARIABLES
+               if os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")]
+    if offline:
+        return "offline (" + ", ".join(offline) + ")"
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    return probe_url(endpoint, timeout)
+
+
+def probe_url(url: str, timeout: float) -> str:
+    """"online (...)" when ``url`` answers HTTP (any status but a proxy's or server's error),
+    else "unreachable (reason)"."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    start_time = time.monotonic()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:  # an HTTP answer: the server is there
+        status = exc.code
+    except (TimeoutError, socket.timeout):
+        return f"unreachable (no answer from {url} within {timeout:g} s)"
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return f"unreachable (no answer from {url} within {timeout:g} s)"
+        text = getattr(reason, "strerror", None) or str(reason)
+        return f"unreachable ({url}: {text})"
+    except (OSError, ValueError) as exc:
+        return f"unreachable ({url}: {exc})"
+    took = time.monotonic() - start_time
+    if status >= 500 or status == 407:
+        return f"unreachable ({url} answered HTTP {status})"
+    return f"online ({url} answered HTTP {status} in {took:.1f} s)"
+
+
+def start(probes: dict[str, Callable[[], str]]) -> tuple[dict[str, str], list[tuple[str, threading.Thread]]]:
+    """Run each probe in a daemon thread (one stuck in DNS cannot keep `tx env` from exiting)."""
+    results: dict[str, str] = {}
+
+    def target(key: str, probe: Callable[[], str]) -> None:
+        try:
+            results[key] = probe()
+        except Exception as exc:  # a plugin's probe failing is a line of the report, not a crash
+            results[key] = f"unknown ({type(exc).__name__}: {exc})"
+
+    threads = [(key, threading.Thread(target=target, args=(key, probe), daemon=True)) for key, probe in probes.items()]
+    for _, thread in threads:
+        thread.start()
+    return results, threads
+
+
+def finish(running: tuple[dict[str, str], list[tuple[str, threading.Thread]]], deadline: float) -> dict[str, str]:
+    """The probes' answers, waiting at most ``deadline`` seconds in all; "unknown" for the rest."""
+    results, threads = running
+    end = time.monotonic() + deadline
+    for _, thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+    return {key: results.get(key, f"unknown (no answer within {deadline:g} s)") for key, _ in threads}
 
 
 def render(info: dict[str, str]) -> str:

@@ -46,6 +46,26 @@ class ProcessPlan(Plan):
         return "\n".join(lines)
 
 
+def command_problem(argv: list[str], timeout: float) -> str | None:
+    """Run a short probe command (``scontrol ping``): None when it exits 0, else one line saying
+    why not (its message, a missing program, or no answer within ``timeout`` seconds)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return f"{argv[0]} is not on PATH"
+    except subprocess.TimeoutExpired:
+        return f"`{' '.join(argv)}` did not answer within {timeout:g} s"
+    except OSError as exc:
+        return f"cannot run {argv[0]}: {exc.strerror or exc}"
+    if done.returncode == 0:
+        return None
+    lines = [line.strip(" *") for line in (done.stdout + "\n" + done.stderr).splitlines() if line.strip(" *")]
+    said = next((line for line in lines if "fatal" in line.lower() or "down" in line.lower()), lines[-1] if lines else "")
+    return f"`{' '.join(argv)}` failed (exit {done.returncode}){': ' + said if said else ''}"
+
+
 #: ``python -m tx.core.launchtool MODULE ARGS``: a launch tool with tx's exit codes (launchtool.py)
 LAUNCHTOOL = "tx.core.launchtool"
 
@@ -81,7 +101,8 @@ class Launcher:
     scheduler: ClassVar[bool] = False
 
     def unavailable_reason(self) -> str | None:
-        """Why this launcher cannot run here (for `tx env`), or None. Must be cheap."""
+        """Why this launcher cannot run here (a missing tool or package), or None. Must be cheap:
+        `tx run --help` and validation call it; it does not ask any engine."""
         return None
 
     def complete_options(self, options: Any, given: set[str]) -> tuple[Any, list[str]]:
@@ -90,6 +111,13 @@ class Launcher:
         ``tx: note:``). Called only when the job launches on this machine, so the job file
         records the values that really run; ``given`` names the options the user set."""
         return options, []
+
+    def check_usable(self, timeout: float = 3.0) -> str | None:
+        """Why this launcher cannot run here *now*, found by asking its engine (a scheduler's
+        controller, a container daemon) and giving up after ``timeout`` seconds; None when it
+        answers. `tx env` calls it for every launcher in parallel. The default is
+        :meth:`unavailable_reason` (process launchers have no engine to ask)."""
+        return self.unavailable_reason()
 
     def adjust_args(self, args: dict[str, Any], options: Any, *, known: set[str],
                     given: set[str]) -> tuple[dict[str, Any], list[str]]:

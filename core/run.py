@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tx.core import argchecks, hfargs, jobspec, lifecycle, options as launcher_options, runlock
-from tx.core.configfile import load_config
+from tx.core.configfile import dump_config, launcher_values, load_config
 from tx.core.deepspeed_config import check as check_deepspeed
 from tx.core.defaults import check_report_to, core_defaults, with_core_values
 from tx.core.errors import ConfigError
@@ -42,7 +42,9 @@ class RunFlags:
     config: str | None = None
     from_job: str | None = None
     dry_run: bool = False
+    print_config: bool = False
     help: bool = False
+    help_all: bool = False
     rest: list[str] = field(default_factory=list)
 
 
@@ -69,8 +71,12 @@ def split_tx_flags(argv: list[str]) -> RunFlags:
             continue
         if arg == "--dry-run":
             flags.dry_run = True
+        elif arg == "--print-config":
+            flags.print_config = True
         elif arg in ("--help", "-h"):
             flags.help = True
+        elif arg == "--help-all":
+            flags.help = flags.help_all = True
         elif flags.task is None and not arg.startswith("-") and not flags.rest:
             flags.task = arg
         else:
@@ -95,13 +101,16 @@ def given_keys(argv: list[str]) -> set[str]:
     return keys
 
 
-def absolutize(values: dict[str, Any], cwd: Path) -> dict[str, Any]:
-    """Pure: local paths in the HF arguments made absolute against ``cwd``."""
+def absolutize(values: dict[str, Any], cwd: Path, skip: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Pure: local paths in the HF arguments made absolute against ``cwd`` (except the ``skip``
+    keys: values from a config file, already resolved against the file's folder)."""
     out = dict(values)
     for key in PATH_ARGS:
-        if isinstance(out.get(key), str) and out[key]:
+        if key not in skip and isinstance(out.get(key), str) and out[key]:
             out[key] = str((cwd / Path(out[key]).expanduser()).resolve())
     for key in MAYBE_PATH_ARGS:
+        if key in skip:
+            continue
         value = out.get(key)
         if isinstance(value, str) and value and not value.startswith("tx-builtin:"):
             candidate = cwd / Path(value).expanduser()
@@ -120,6 +129,8 @@ class Resolved:
     secrets: dict[str, str]
     #: what the launcher changed in the HF arguments (Launcher.adjust_args), printed by `tx run`
     notes: tuple[str, ...] = ()
+    #: names of the HF arguments the user set (command line, config file or rerun job)
+    given: frozenset[str] = frozenset()
 
 
 def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resolved:
@@ -141,9 +152,14 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
         config = dict(prior.args)
         extra_plugins = prior.plugins
     elif flags.config:
-        config = load_config(flags.config)
-        launcher_name = launcher_name or config.pop("launcher", None)
-        saved_options = {str(k).replace("-", "_"): v for k, v in (config.pop("launcher_options", None) or {}).items()}
+        config_path = Path(cwd, flags.config)
+        config = load_config(config_path)
+        config_dir = config_path.resolve().parent
+        task_name = task_name or _config_name(config.pop("task", None), "task", flags.config)
+        config.pop("task", None)
+        launcher_name = launcher_name or _config_name(config.pop("launcher", None), "launcher", flags.config)
+        config.pop("launcher", None)
+        nested_options = config.pop("launcher_options", None)
         config.pop("plugins", None)
     if not task_name:
         raise ConfigError("no task given", hint=f"usage: tx run TASK [flags]; tasks: {', '.join(plugins.tasks.names())}")
@@ -152,18 +168,28 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
     launcher = plugins.launchers.get(launcher_name or DEFAULT_LAUNCHER)
     option_values, hf_argv = launcher_options.split_options(launcher.options, flags.rest)
     check_launcher_flags(hf_argv, launcher, list(plugins.launchers))
+    cli_given = given_keys(hf_argv)
+    if flags.config and not flags.from_job:
+        # launcher options at the top level or under launcher_options:, read by the launcher's parser;
+        # paths relative to the config file's folder (flags on the command line: the current folder)
+        config, saved_options = launcher_values(
+            config, nested_options, launcher.options, hfargs.field_names(task),
+            {other.name: other.options for other in plugins.launchers}, launcher.name)
+        config = absolutize(config, config_dir)
     opts = launcher_options.build_options(launcher.options, {**saved_options, **option_values})
     opts, layout_notes = launcher.complete_options(opts, set(launcher_options.canonical(
         launcher.options, {**saved_options, **option_values})))
+    from_config = set(config) - cli_given  # already absolute (config folder or the saved job)
 
     if flags.from_job:
         base = config
     else:
-        base = {**core_defaults(), **task.default_args(given_keys(hf_argv) | set(config)), **config}
+        base = {**core_defaults(), **task.default_args(cli_given | set(config)), **config}
     filled: list[str] = []  # notes on required values tx filled in (argchecks.fill_output_dir)
     with light_training_arguments():  # TrainingArguments are built here
         parsed = hfargs.parse(task, hf_argv, base=base,
-                              transform=lambda values: absolutize(argchecks.fill_output_dir(values, filled), cwd))
+                              transform=lambda values: absolutize(argchecks.fill_output_dir(values, filled), cwd,
+                                                                  skip=from_config))
         secrets = dict(parsed.secrets)
         adjusted, notes = launcher.adjust_args(dict(parsed.values), opts, known=hfargs.field_names(task),
                                                given=given_keys(hf_argv) | set(config))
@@ -189,7 +215,27 @@ def resolve(plugins: Plugins, flags: RunFlags, cwd: Path | None = None) -> Resol
     # a user DeepSpeed config must agree with the Trainer arguments (any launcher)
     check_deepspeed(parsed.run_args.training, launcher.world_size(opts))
     return Resolved(job=job, task=task, launcher=launcher, options=opts, run_args=parsed.run_args, secrets=secrets,
-                    notes=tuple(filled) + tuple(layout_notes) + tuple(notes))
+                    notes=tuple(filled) + tuple(layout_notes) + tuple(notes), given=frozenset(cli_given | set(config)))
+
+
+def _config_name(value: Any, key: str, path: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{key!r} in config file {path!r} must be a name, not {type(value).__name__}",
+                          hint=f"write e.g. `{key}: {'summarization' if key == 'task' else 'torchrun'}`")
+    return value
+
+
+def print_config(resolved: Resolved) -> str:
+    """The resolved flags as a config file that reruns the same job (`tx run --config FILE`):
+    task, launcher, the launcher options that differ from their defaults, and the HF arguments
+    the user set or whose value differs from the defaults tx derives (task and core defaults,
+    which a rerun derives again). Paths are absolute, so the file works wherever it is saved;
+    secrets are never part of it."""
+    task, job = resolved.task, resolved.job
+    derived = {**core_defaults(), **task.default_args(set(resolved.given))}
+    args = {key: value for key, value in job.args.items()
+            if key in resolved.given or key not in derived or derived[key] != value}
+    return dump_config(job.task, job.launcher, job.launcher_options, args, hfargs.field_names(task))
 
 
 @contextmanager
@@ -335,7 +381,7 @@ def staged_launcher(plugins: Plugins, flags: RunFlags) -> Launcher | None:
     from tx.core.errors import TxError
     from tx.core.launcher import ProcessLauncher
 
-    if flags.help or not (flags.task or flags.from_job):
+    if flags.help or not (flags.task or flags.from_job or flags.config):
         return None
     try:
         name = flags.launcher
@@ -352,6 +398,6 @@ def staged_launcher(plugins: Plugins, flags: RunFlags) -> Launcher | None:
     # before a child imports torch to resolve the job
     check_launcher_flags(launcher_options.split_options(launcher.options, flags.rest)[1], launcher,
                          list(plugins.launchers))
-    if flags.dry_run:
+    if flags.dry_run or flags.print_config:
         return None
     return launcher if isinstance(launcher, ProcessLauncher) else None

@@ -388,6 +388,25 @@ class DockerLauncher(Launcher):
             return "no Docker engine socket (/var/run/docker.sock) and DOCKER_HOST is not set"
         return None
 
+    def check_usable(self, timeout: float = 3.0) -> str | None:
+        """Usable when the Docker daemon answers a ping (a socket file alone says nothing about it)."""
+        reason = self.unavailable_reason()
+        if reason:
+            return reason
+        import docker
+
+        client = None
+        try:
+            client = docker.from_env(timeout=max(1, round(timeout)))
+            client.ping()
+        except Exception as exc:  # the SDK raises several kinds (connection, permission, API version)
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            return f"the Docker daemon does not answer ({text[:200]})"
+        finally:
+            if client is not None:
+                client.close()
+        return None
+
     def _inner(self, name: str) -> Launcher:
         if self._launchers is None:
             raise ConfigError("the docker launcher was created without a launcher registry")

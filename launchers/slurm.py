@@ -516,6 +516,16 @@ class SlurmLauncher(Launcher):
             return "sbatch is not on PATH (run tx on a Slurm login node)"
         return None
 
+    def check_usable(self, timeout: float = 3.0) -> str | None:
+        """Usable when the controller answers `scontrol ping` (sbatch alone says nothing about it)."""
+        from tx.core.launcher import command_problem
+
+        reason = self.unavailable_reason()
+        if reason:
+            return reason
+        problem = command_problem(["scontrol", "ping"], timeout)
+        return f"the Slurm controller does not answer: {problem}" if problem else None
+
     # -- inner launcher ------------------------------------------------------------------------
     def _inner(self, options: SlurmOptions) -> Launcher:
         name = inner_name(options)

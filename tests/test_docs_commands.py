@@ -23,7 +23,7 @@ How a page runs:
      commands such as ``pip install -e .`` that expect to be run from a checkout.
 3. Commands are reached through stand-ins first on ``PATH`` (no text is rewritten):
 
-   - ``tx run`` (not ``--help``, not already ``--dry-run``) runs for real with small-size flags
+   - ``tx run`` (not ``--help``/``--help-all``/``--print-config``, not already ``--dry-run``) runs for real with small-size flags
      appended, which win over the page's own: :data:`SMALL_FLAGS` (+ :data:`SMALL_SEQ2SEQ_FLAGS`
      for seq2seq tasks). Every ``tx run`` must exit 0 (even inside ``if`` or ``||``), a real
      one must print tx's ``tx: finished`` line and a dry run its plan (checked on the way
@@ -114,7 +114,7 @@ def directives_of(body: list[str]) -> frozenset[str]:
 
 def rewrite_tx(argv: list[str], dry_run: bool, seq2seq: bool) -> list[str]:
     """The `tx` command line actually run for a docs command."""
-    if not argv or argv[0] != "run" or any(a in ("--help", "-h", "--dry-run") for a in argv):
+    if not argv or argv[0] != "run" or any(a in ("--help", "-h", "--help-all", "--dry-run", "--print-config") for a in argv):
         return list(argv)
     if dry_run:
         return [*argv, "--dry-run"]
@@ -288,7 +288,7 @@ def test_page_commands_run(page: Path, tmp_path: Path) -> None:
         assert "Traceback" not in output, f"block at {where} printed a traceback:\n{output[-6000:]}"
         calls = [json.loads(line) for line in log.read_text().splitlines()[before:]] if log.exists() else []
         runs = [c for c in calls if c["name"] == "tx" and c["argv"][:1] == ["run"]
-                and not {"--help", "-h"} & set(c["argv"])]
+                and not {"--help", "-h", "--help-all", "--print-config"} & set(c["argv"])]
         for call in runs:
             command = "tx " + " ".join(call["argv"])
             assert call["rc"] == 0, f"{where}: `{command}` exited {call['rc']}\n{output[-4000:]}"

@@ -5,6 +5,10 @@ else none, resolved at `tx run` and written into the job spec."""
 from __future__ import annotations
 
 import re
+import socket
+import sys
+import threading
+import time
 from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
@@ -13,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_tx
-from tx.core import defaults, jobspec, plugins, run
+from tx.core import defaults, envinfo, jobspec, plugins, run
 from tx.core.errors import ConfigError
 
 LINE = re.compile(r"^- (?P<key>[^:]+): (?P<value>.+)$")
@@ -80,6 +84,99 @@ def test_env_shows_plugin_autoload_off() -> None:
     result = run_tx("env", env={"TX_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert result.returncode == 0, result.stderr
     assert parse_env(result.stdout)["Plugin autoload"].startswith("off")
+
+
+# -- measured, not inferred: the Hub and the launchers' engines ----------------------------------
+ONLINE_ENV = {name: "" for name in envinfo.OFFLINE_VARIABLES}  # the offline variables unset
+
+
+def test_hub_access_is_probed_when_no_offline_variable_is_set() -> None:
+    started = time.monotonic()
+    result = run_tx("env", env=ONLINE_ENV)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    # this machine has no route to the Hub: the probe says so instead of "online"
+    assert parse_env(result.stdout)["Hub access"].startswith("unreachable (https://huggingface.co"), result.stdout
+    assert took < 60
+
+
+def serve(handler_body: bytes | None) -> tuple[socket.socket, str]:
+    """A real endpoint on loopback: answers every request with ``handler_body`` as an HTTP 200,
+    or never answers (None: connections are accepted by the kernel and left waiting)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    if handler_body is not None:
+        def answer() -> None:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(handler_body))
+        threading.Thread(target=answer, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_hub_probe_online_when_the_endpoint_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    server, url = serve(b"ok")
+    with server:
+        for name in envinfo.OFFLINE_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        assert envinfo.hub_access().startswith(f"online ({url} answered HTTP 200")
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing will try the Hub then: no probe
+        assert envinfo.hub_access() == "offline (HF_HUB_OFFLINE=1)"
+
+
+def test_hub_probe_gives_up_within_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    server, url = serve(None)  # connects, never answers
+    with server:
+        for name in envinfo.OFFLINE_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        started = time.monotonic()
+        state = envinfo.hub_access(timeout=1.0)
+        took = time.monotonic() - started
+    assert state == f"unreachable (no answer from {url} within 1 s)"
+    assert took < 2.5
+
+
+def test_launchers_are_usable_only_when_their_engine_answers(tmp_path: Path) -> None:
+    """Slurm pointed at a controller that is not running, Docker at a socket with no daemon: the
+    client tools are installed here, so only asking the engines can tell they are not usable."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # a port nobody listens on
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(f"ClusterName=txprobe\nSlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort={port}\n"
+                    "NodeName=localhost CPUs=1 State=UNKNOWN\nPartitionName=debug Nodes=localhost Default=YES State=UP\n")
+    env = {"SLURM_CONF": str(conf), "DOCKER_HOST": f"unix://{tmp_path / 'no-daemon.sock'}"}
+    result = run_tx("env", env=env)
+    assert result.returncode == 0, result.stderr
+    info = parse_env(result.stdout)
+    assert info["launcher slurm"].startswith("not usable: "), info["launcher slurm"]
+    assert info["launcher docker"].startswith("not usable: "), info["launcher docker"]
+    loaded = plugins.load()
+    if loaded.launchers.get("slurm").unavailable_reason() is None:  # sbatch installed: the controller decided
+        assert "the Slurm controller does not answer" in info["launcher slurm"]
+    if loaded.launchers.get("docker").unavailable_reason() is None:
+        assert "the Docker daemon does not answer" in info["launcher docker"]
+
+
+def test_command_problem_says_why_a_probe_failed() -> None:
+    from tx.core.launcher import command_problem
+
+    assert command_problem([sys.executable, "-c", "pass"], timeout=30) is None
+    said = command_problem([sys.executable, "-c", "import sys; sys.exit('controller is DOWN')"], timeout=30)
+    assert said is not None and "exit 1" in said and "controller is DOWN" in said
+    assert command_problem(["tx-no-such-program"], timeout=5) == "tx-no-such-program is not on PATH"
+    started = time.monotonic()
+    slow = command_problem([sys.executable, "-c", "import time; time.sleep(30)"], timeout=1)
+    assert slow is not None and "did not answer within 1 s" in slow and time.monotonic() - started < 10
 
 
 # -- the report_to default ---------------------------------------------------------------------
