@@ -102,7 +102,7 @@ def test_task_and_launcher_from_the_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize("data, needles", [
     ({"launcher": "torchrun", "nproc-per-nod": 2}, ("'nproc-per-nod'", "did you mean nproc-per-node")),
     ({"launcher": "torchrun", "launcher_options": {"nproc_per_nod": 2}}, ("--nproc-per-nod", "did you mean --nproc-per-node")),
-    ({"nproc-per-node": 2}, ("'nproc-per-node'", "launcher torchrun", "not of 'local'", "launcher: torchrun")),
+    ({"rdzv-id": "j1"}, ("'rdzv-id'", "launcher torchrun", "not of 'local'", "launcher: torchrun")),
     ({"learnig_rate": 0.1}, ("'learnig_rate'", "did you mean learning_rate")),
     ({"launcher": "torchrun", "nproc-per-node": 2, "launcher_options": {"nproc_per_node": 3}}, ("set twice",)),
 ])
