@@ -348,6 +348,15 @@ class LengthAware:
             run.losses.append(None if loss is None else loss.detach().float().mean())
         return result
 
+    def _get_num_items_in_batch(self, *args: Any, **kwargs: Any) -> Any:
+        # While tx evaluates, each batch's loss is the model's own mean over that batch, as in one
+        # process. transformers would divide by the label count of all processes' batches of the
+        # step and multiply by N: right for a sum over equal batches, wrong for a short last batch.
+        run = self.__dict__.get("_tx_run")
+        if run is not None and run.losses is not None:
+            return None
+        return super()._get_num_items_in_batch(*args, **kwargs)  # type: ignore[misc]
+
     def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
                         ignore_keys: Any = None, metric_key_prefix: str = "eval") -> Any:
         run = self.__dict__.get("_tx_run")
