@@ -2,7 +2,7 @@
 workload, the count chosen once at the start (tx now) vs looked at again every 10 s (tx before),
 on the machine as it is and with two busy loops arriving a few seconds into training.
 
-    python bench/threads_fixed.py [--reps N] [--load-after SECONDS] [--epochs E]
+    python bench/threads_fixed.py [--reps N] [--load-after SECONDS] [--epochs E] [--only WORD ...]
 
 Runs interleaved, prints one line per run and the medians, writes bench/results/threads_fixed.json.
 The machine's load average is recorded with every run: the figures mean little without it.
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--load-after", type=float, default=3.0)
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--only", nargs="*", default=None, help="run only variants whose name holds one of these words")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "threads_fixed.json")
     args = parser.parse_args(argv)
 
@@ -40,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         "every 10 s, no extra load": ["--retune", "10"],
         "once, load arrives": ["--load-after", str(args.load_after)],
         "every 10 s, load arrives": ["--retune", "10", "--load-after", str(args.load_after)],
+        # the two counts a job started on an idle machine (2 of 2 cores) keeps, or would move to
+        "2 threads kept, load arrives": ["--threads", "2", "--load-after", str(args.load_after)],
+        "1 thread, load arrives": ["--threads", "1", "--load-after", str(args.load_after)],
     }
+    if args.only:
+        variants = {name: flags for name, flags in variants.items() if any(word in name for word in args.only)}
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="tx-bench-threads-") as tmp:
         work = Path(tmp)
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = json.loads(out.read_text())
                 row.update({"variant": name, "rep": rep, "load_average_before": round(load, 2)})
                 rows.append(row)
-                print(f"{name:28s} {row['seconds']:7.1f} s  threads at end {row['threads']}  "
+                print(f"{name:30s} {row['seconds']:7.1f} s  threads at end {row['threads']}  "
                       f"looks {row['thread_looks']}  load {load:.1f}", flush=True)
     medians = {name: statistics.median(r["seconds"] for r in rows if r["variant"] == name) for name in variants}
     for name, value in medians.items():

@@ -58,11 +58,11 @@ def check_tokenizer(model_args: Any, data_paths: Iterable[str] = ()) -> None:
     flag = "--tokenizer_name" if getattr(model_args, "tokenizer_name", None) else "--model_name_or_path"
     fix = ("pass --tokenizer_name with the tokenizer it was trained with, or save that tokenizer into the "
            "folder (tokenizer.save_pretrained(folder))")
+    if getattr(model_args, "trust_remote_code", False):
+        return  # its own code may read other files, and loading would run it here: left to the worker
     if not tokenizer_files(folder):
         raise ConfigError(f"{flag} {str(name)!r} has no tokenizer files ({', '.join(TOKENIZER_FILES[:4])}...): "
                           "transformers would build an empty tokenizer and train on <unk> tokens", hint=fix)
-    if getattr(model_args, "trust_remote_code", False):
-        return  # loading would run the folder's own code in this process: left to the worker
     tokenizer = _load_tokenizer(folder, bool(getattr(model_args, "use_fast_tokenizer", True)), flag, str(name), fix)
     problem = tokenizer_problem(tokenizer, sample_text(data_paths))
     if problem:

@@ -188,7 +188,8 @@ def callback(tuner: ThreadTuner) -> Any:
                         "the checkpoint was trained with %d intra-op thread(s), this run uses %d: the weights "
                         "will differ slightly from an uninterrupted run", before, tuner.threads)
             else:
-                tuner.apply(agree(tuner.choose()))
+                chosen = tuner.choose()
+                tuner.apply(agree(chosen) if tuner.tune else chosen)  # no collective when nothing is tuned
             # a checkpoint of an older tx has no entry: transformers' save would fail on the missing key
             state.stateful_callbacks[STATE_KEY] = self.state()
 
