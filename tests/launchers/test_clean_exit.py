@@ -22,6 +22,7 @@ CI, so the suite runs 3 + 2 (the probe shows the cause removed in each run); set
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -74,8 +75,6 @@ def test_deepspeed_jobs_in_a_row_all_exit_0_with_their_process_group_shut_down(t
 def test_exit_process_keeps_pythons_exit_steps() -> None:
     """The exit without finalization still does what Python's exit does first: thread pools
     stopped, non-daemon threads waited for, atexit handlers run, buffered output flushed."""
-    import subprocess
-
     code = ("import atexit, concurrent.futures, sys, threading, time\n"
             "from tx.core.worker import exit_process\n"
             "pool = concurrent.futures.ThreadPoolExecutor(1); pool.submit(time.sleep, 0.1)\n"
