@@ -324,9 +324,20 @@ def _launcher_lines(launcher: Any, full: bool) -> list[str]:
     reason = launcher.unavailable_reason()
     if reason:
         lines.append(f"  not usable here: {reason}")
-    rows = [_row(flag, _plain_kind(kind), "", help_text, full) for flag, kind, help_text in options.describe(launcher.options)]
+    rows = [_row(_with_aliases(flag, help_text), _plain_kind(kind), "", help_text, full)
+            for flag, kind, help_text in options.describe(launcher.options)]
     if rows:
         lines += _section(f"launcher {launcher.name!r} flags", rows)
     else:
         lines.append("  (no options)")
     return lines
+
+
+def _with_aliases(flag: str, help_text: str) -> str:
+    """A launcher flag with its native spellings (``--nproc-per-node | --num-cores``), so users of
+    torchrun, deepspeed or xla_spawn find the name they know even where the help is shortened."""
+    marker = " (also: "
+    if marker not in help_text:
+        return flag
+    names = help_text.rsplit(marker, 1)[1].rstrip(")").split(", ")
+    return " | ".join([flag, *names])

@@ -99,7 +99,9 @@ def test_job_ids_for_status_logs_cancel(tmp_path) -> None:
 
 
 def test_install_completion_script_calls_back_into_tx() -> None:
+    # Typer's --show-completion names the shell from $SHELL (the word after it is not read): set it,
+    # so the test does not depend on the environment CI happens to give
     result = subprocess.run([sys.executable, "-m", "tx.core.cli", "--show-completion", "bash"],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "SHELL": "/bin/bash"})
     assert result.returncode == 0, result.stderr
     assert "_TX_COMPLETE=complete_bash" in result.stdout and "complete -o default" in result.stdout
