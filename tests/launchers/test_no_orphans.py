@@ -115,28 +115,17 @@ def kill_tx_at(tmp_path: Path, launcher: str, moment: str) -> None:
                 proc.wait()
 
 
-@pytest.mark.train
-@pytest.mark.parametrize("moment", ["stage", "save"])
-def test_kill_9_of_tx_stops_a_local_job(tmp_path: Path, moment: str) -> None:
-    kill_tx_at(tmp_path, "local", moment)
+def _cases() -> list:
+    """(launcher, moment) pairs, each with the markers of its launcher."""
+    marks = {"local": (), "torchrun": (pytest.mark.distributed,), "deepspeed": (pytest.mark.deepspeed,),
+             "accelerate": (pytest.mark.distributed,)}
+    moments = {"local": ("stage", "save"), "torchrun": ("tool", "train", "save"), "deepspeed": ("tool", "save"),
+               "accelerate": ("tool", "save")}
+    return [pytest.param(launcher, moment, marks=marks[launcher], id=f"{launcher}-{moment}")
+            for launcher in moments for moment in moments[launcher]]
 
 
 @pytest.mark.train
-@pytest.mark.distributed
-@pytest.mark.parametrize("moment", ["tool", "train", "save"])
-def test_kill_9_of_tx_stops_a_torchrun_job(tmp_path: Path, moment: str) -> None:
-    kill_tx_at(tmp_path, "torchrun", moment)
-
-
-@pytest.mark.train
-@pytest.mark.deepspeed
-@pytest.mark.parametrize("moment", ["tool", "save"])
-def test_kill_9_of_tx_stops_a_deepspeed_job(tmp_path: Path, moment: str) -> None:
-    kill_tx_at(tmp_path, "deepspeed", moment)
-
-
-@pytest.mark.train
-@pytest.mark.distributed
-@pytest.mark.parametrize("moment", ["tool", "save"])
-def test_kill_9_of_tx_stops_an_accelerate_job(tmp_path: Path, moment: str) -> None:
-    kill_tx_at(tmp_path, "accelerate", moment)
+@pytest.mark.parametrize("launcher, moment", _cases())
+def test_kill_9_of_tx_stops_the_job(tmp_path: Path, launcher: str, moment: str) -> None:
+    kill_tx_at(tmp_path, launcher, moment)
