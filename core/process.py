@@ -181,13 +181,28 @@ WATCH_ENV = "TX_WATCH"
 _watching: int | None = None  # pid of the process whose watch thread runs (a fork has none)
 
 
+def boot_id() -> str | None:
+    """This boot of this machine (a pid names the same process only within one boot)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot; it tells a recycled pid from the process that
+    was meant), or None when no such process runs (a zombie does not)."""
+    stat = _proc_stat(pid)
+    return None if stat is None or stat[2] in ("Z", "X") else stat[1]
+
+
 def _machine() -> str | None:
     """This boot of this machine, as seen from this pid namespace: a pid means the same process
     only where this is the same (not on another node, not in a container)."""
+    boot = boot_id()
     try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
-            boot = fh.read().strip()
-        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+        return None if boot is None else f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
     except OSError:
         return None
 

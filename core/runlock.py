@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Iterator
 
 from tx.core.errors import ConfigError
+from tx.core.process import boot_id, start_time
 
 LOCK_NAME = "tx-run.lock"
 HEARTBEAT_SECONDS = 30.0
@@ -45,25 +46,7 @@ STALE_SECONDS = float(os.environ.get("TX_LOCK_STALE_SECONDS", "600"))
 
 
 def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _start_time(pid: int) -> int | None:
-    """The pid's start time (clock ticks since boot), None when no such process runs."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = data[data.rfind(")") + 2:].split()
-    if not fields or fields[0] in ("Z", "X"):
-        return None
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
+    return boot_id() or ""
 
 
 def restart_count() -> int:
@@ -88,7 +71,7 @@ class Holder:
         import datetime as dt
 
         pid = os.getpid() if pid is None else pid
-        return cls(job_id=job_id, host=socket.gethostname(), pid=pid, pid_start=_start_time(pid),
+        return cls(job_id=job_id, host=socket.gethostname(), pid=pid, pid_start=start_time(pid),
                    boot_id=_boot_id(), restart=restart_count(),
                    since=dt.datetime.now().astimezone().isoformat(timespec="seconds"))
 
@@ -102,7 +85,7 @@ class Holder:
             return age is not None and age > STALE_SECONDS
         if self.boot_id and self.boot_id != _boot_id():
             return True  # the machine rebooted since
-        start = _start_time(self.pid)
+        start = start_time(self.pid)
         return start is None or (self.pid_start is not None and start != self.pid_start)
 
 

@@ -38,11 +38,11 @@ def run(job_file: str, loaded: Plugins | None = None) -> int:
     already loaded here (`tx run --launcher local` trains in the process that validated the job,
     tx.core.stage), used when they hold every plugin module the job names."""
     from tx.core import jobspec, plugins, runlock, trainer
+    from tx.core.errors import Interrupted
+    from tx.core.interrupt import SignalExit, exit_code_for, signal_name
     from tx.core.process import watch_parent
 
     watch_parent()  # no worker trains on after the `tx` that launched it died (kill -9 included)
-    from tx.core.errors import Interrupted
-    from tx.core.interrupt import SignalExit, exit_code_for, signal_name
 
     rank = os.environ.get("RANK", "0")
     prefix = "tx: " if rank == "0" else f"tx[rank {rank}]: "

@@ -187,7 +187,7 @@ def _write_lock(out: Path, **fields: object) -> None:
 
 
 def test_a_live_holder_on_this_host_keeps_the_lock(tmp_path: Path) -> None:
-    _write_lock(tmp_path, pid=os.getpid(), pid_start=runlock._start_time(os.getpid()))
+    _write_lock(tmp_path, pid=os.getpid(), pid_start=runlock.start_time(os.getpid()))
     with pytest.raises(ConfigError, match="in use by the running job other-job"):
         runlock.acquire(tmp_path, "mine")
     with pytest.raises(ConfigError):
